@@ -1,0 +1,161 @@
+"""Catalog queries. Every statement is scoped to one shop in the base query."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, Select, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storefront.catalog.models import Product, ProductStatus
+from storefront.platform.db import dialect_insert, new_id, utcnow
+
+UPSERT_FIELDS = ("name", "description", "price_cents", "currency", "stock", "category")
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class ProductRepository:
+    def __init__(self, session: AsyncSession, shop_id: uuid.UUID) -> None:
+        self.session = session
+        self.shop_id = shop_id
+
+    def _base(self) -> Select[tuple[Product]]:
+        return select(Product).where(Product.shop_id == self.shop_id)
+
+    def _active(self) -> Select[tuple[Product]]:
+        return self._base().where(Product.status == ProductStatus.active)
+
+    async def list_active(
+        self, *, limit: int, after: uuid.UUID | None, q: str | None, category: str | None
+    ) -> Sequence[Product]:
+        stmt = self._active()
+        if category is not None:
+            stmt = stmt.where(Product.category == category)
+        if q:
+            stmt = stmt.where(Product.name.ilike(f"%{_escape_like(q)}%", escape="\\"))
+        if after is not None:
+            stmt = stmt.where(Product.id > after)
+        stmt = stmt.order_by(Product.id).limit(limit)
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def get_active(self, product_id: uuid.UUID) -> Product | None:
+        stmt = self._active().where(Product.id == product_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def sku_taken(self, sku: str) -> bool:
+        stmt = select(Product.id).where(Product.shop_id == self.shop_id, Product.sku == sku)
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def add(self, product: Product) -> Product:
+        self.session.add(product)
+        await self.session.flush()
+        return product
+
+    async def update_if_version(
+        self, product_id: uuid.UUID, version: int, values: dict[str, Any]
+    ) -> Product | None:
+        """Compare-and-set on ``version``: None when the row changed (or is gone)."""
+        stmt = (
+            update(Product)
+            .where(
+                Product.shop_id == self.shop_id,
+                Product.id == product_id,
+                Product.status == ProductStatus.active,
+                Product.version == version,
+            )
+            .values(**values, version=Product.version + 1, updated_at=utcnow())
+            .returning(Product)
+            .execution_options(synchronize_session=False)
+        )
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        if row is not None:
+            await self.session.refresh(row)
+        return row
+
+    async def upsert_many(self, items: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        """One INSERT .. ON CONFLICT (shop_id, sku) DO UPDATE for the whole batch.
+
+        A row the statement created comes back with version 1; an updated row with a
+        bumped version, so one round trip also tells created from updated.
+        """
+        now = utcnow()
+        rows = [
+            {
+                "id": new_id(),
+                "shop_id": self.shop_id,
+                "status": ProductStatus.active,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+                **item,
+            }
+            for item in items
+        ]
+        insert = dialect_insert(self.session)(Product)
+        excluded = insert.excluded
+        stmt = (
+            insert.values(rows)
+            .on_conflict_do_update(
+                index_elements=[Product.shop_id, Product.sku],
+                set_={
+                    **{f: getattr(excluded, f) for f in UPSERT_FIELDS},
+                    "status": ProductStatus.active,
+                    "version": Product.version + 1,
+                    "updated_at": now,
+                },
+            )
+            .returning(Product.version)
+        )
+        versions = (await self.session.execute(stmt)).scalars().all()
+        created = sum(1 for v in versions if v == 1)
+        return created, len(versions) - created
+
+    async def take_stock(self, product_id: uuid.UUID, quantity: int) -> Row[Any] | None:
+        """Atomically decrement stock if enough is left (the row lock serialises buyers)."""
+        stmt = (
+            update(Product)
+            .where(
+                Product.shop_id == self.shop_id,
+                Product.id == product_id,
+                Product.status == ProductStatus.active,
+                Product.stock >= quantity,
+            )
+            .values(stock=Product.stock - quantity, version=Product.version + 1, updated_at=utcnow())
+            .returning(Product.id, Product.sku, Product.name, Product.price_cents, Product.currency)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.execute(stmt)).one_or_none()
+
+    async def exists_active(self, product_id: uuid.UUID) -> bool:
+        stmt = select(Product.id).where(
+            Product.shop_id == self.shop_id,
+            Product.id == product_id,
+            Product.status == ProductStatus.active,
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def archive(self, product_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            update(Product)
+            .where(
+                Product.shop_id == self.shop_id,
+                Product.id == product_id,
+                Product.status == ProductStatus.active,
+            )
+            .values(status=ProductStatus.archived, version=Product.version + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def return_stock(self, product_id: uuid.UUID, quantity: int) -> None:
+        await self.session.execute(
+            update(Product)
+            .where(Product.shop_id == self.shop_id, Product.id == product_id)
+            .values(stock=Product.stock + quantity, version=Product.version + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )

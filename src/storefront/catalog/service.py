@@ -1,0 +1,121 @@
+"""Catalog rules. Orders reserve and return stock through this service, never its tables."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storefront.catalog.models import Product
+from storefront.catalog.repository import ProductRepository
+from storefront.catalog.schemas import ProductIn
+from storefront.platform.errors import (
+    Conflict,
+    InsufficientStock,
+    NotFound,
+    PreconditionFailed,
+    UnprocessableEntity,
+)
+
+UPSERT_BATCH = 1000
+
+
+class UnknownProduct(UnprocessableEntity):
+    slug = "unknown-product"
+    title = "Unknown product"
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedItem:
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    unit_price_cents: int
+    currency: str
+    quantity: int
+
+
+class CatalogService:
+    def __init__(self, session: AsyncSession, shop_id: uuid.UUID) -> None:
+        self.session = session
+        self.shop_id = shop_id
+        self.products = ProductRepository(session, shop_id)
+
+    async def list(
+        self, *, limit: int, after: uuid.UUID | None, q: str | None, category: str | None
+    ) -> tuple[Sequence[Product], uuid.UUID | None]:
+        rows = await self.products.list_active(limit=limit + 1, after=after, q=q, category=category)
+        if len(rows) > limit:
+            return rows[:limit], rows[limit - 1].id
+        return rows, None
+
+    async def get(self, product_id: uuid.UUID) -> Product:
+        product = await self.products.get_active(product_id)
+        if product is None:
+            raise NotFound("No such product in this shop.")
+        return product
+
+    async def create(self, data: ProductIn) -> Product:
+        if await self.products.sku_taken(data.sku):
+            raise Conflict(f"This shop already has a product with sku {data.sku!r}.")
+        product = Product(shop_id=self.shop_id, **data.model_dump())
+        try:
+            async with self.session.begin_nested():
+                await self.products.add(product)
+        except IntegrityError as exc:
+            raise Conflict(f"This shop already has a product with sku {data.sku!r}.") from exc
+        return product
+
+    async def update(
+        self, product: Product, changes: dict[str, object], *, expected_version: int
+    ) -> Product:
+        updated = await self.products.update_if_version(product.id, expected_version, changes)
+        if updated is None:
+            if await self.products.exists_active(product.id):
+                raise PreconditionFailed(
+                    "The product changed since you read it; fetch it again and retry."
+                )
+            raise NotFound("No such product in this shop.")
+        return updated
+
+    async def archive(self, product_id: uuid.UUID) -> None:
+        if not await self.products.archive(product_id):
+            raise NotFound("No such product in this shop.")
+
+    async def upsert_many(self, items: Sequence[ProductIn]) -> tuple[int, int]:
+        created = updated = 0
+        for start in range(0, len(items), UPSERT_BATCH):
+            batch = [i.model_dump() for i in items[start : start + UPSERT_BATCH]]
+            c, u = await self.products.upsert_many(batch)
+            created, updated = created + c, updated + u
+        return created, updated
+
+    async def reserve(self, lines: Iterable[tuple[uuid.UUID, int]]) -> list[ReservedItem]:
+        """Take stock for every line or raise (the caller's transaction rolls all back).
+
+        Rows are locked in id order so two orders over the same products can't deadlock.
+        """
+        reserved: list[ReservedItem] = []
+        for product_id, quantity in sorted(lines):
+            row = await self.products.take_stock(product_id, quantity)
+            if row is None:
+                if not await self.products.exists_active(product_id):
+                    raise UnknownProduct(
+                        f"Product {product_id} is not for sale in this shop.",
+                        extra={"product_id": str(product_id)},
+                    )
+                raise InsufficientStock(
+                    f"Not enough stock for product {product_id}.",
+                    extra={"product_id": str(product_id)},
+                )
+            reserved.append(
+                ReservedItem(row.id, row.sku, row.name, row.price_cents, row.currency, quantity)
+            )
+        return reserved
+
+    async def release(self, lines: Iterable[tuple[uuid.UUID, int]]) -> None:
+        for product_id, quantity in sorted(lines):
+            await self.products.return_stock(product_id, quantity)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Enum, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from storefront.platform.db import Base, TimestampMixin, new_id
+
+
+class OrderStatus(StrEnum):
+    pending = "pending"
+    paid = "paid"
+    fulfilled = "fulfilled"
+    cancelled = "cancelled"
+
+
+class Order(TimestampMixin, Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("total_cents >= 0", name="total_non_negative"),
+        Index("ix_orders_shop_id_id", "shop_id", "id"),
+        Index("ix_orders_shop_id_status_id", "shop_id", "status", "id"),
+        Index("ix_orders_shop_id_customer_id_id", "shop_id", "customer_id", "id"),
+        Index("ix_orders_customer_id", "customer_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    shop_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shops.id", ondelete="RESTRICT"))
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    status: Mapped[OrderStatus] = mapped_column(
+        Enum(OrderStatus, native_enum=False, length=16, create_constraint=True, name="status"),
+        default=OrderStatus.pending,
+    )
+    currency: Mapped[str] = mapped_column(String(3))
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    shipping_address: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(default=1)
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", order_by="OrderLine.position"
+    )
+
+
+class OrderLine(Base):
+    """A snapshot of what was bought, at the price it was bought for."""
+
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("ix_order_lines_order_id", "order_id"),
+        Index("ix_order_lines_product_id", "product_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    # no foreign key into the catalog's table: orders keep their own snapshot
+    product_id: Mapped[uuid.UUID]
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    unit_price_cents: Mapped[int] = mapped_column(BigInteger)
+    quantity: Mapped[int]
+    line_total_cents: Mapped[int] = mapped_column(BigInteger)

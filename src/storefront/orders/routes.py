@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from storefront.identity.deps import CurrentPrincipal
+from storefront.orders.models import OrderStatus
+from storefront.orders.schemas import OrderIn, OrderOut
+from storefront.orders.service import OrderService
+from storefront.platform.http.deps import RuntimeDep, SessionDep
+from storefront.platform.http.pagination import Page, PageParamsDep, encode_cursor, set_next_link
+from storefront.platform.http.responses import PROBLEM_RESPONSES, no_store
+from storefront.platform.idempotency import StoredResponse, require_key
+
+router = APIRouter(tags=["orders"])
+
+
+@router.post(
+    "/shops/{shop_id}/orders",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses=PROBLEM_RESPONSES,
+    summary="Place an order (requires an Idempotency-Key header)",
+)
+async def create_order(
+    shop_id: uuid.UUID,
+    body: OrderIn,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    key: Annotated[str, Depends(require_key)],
+) -> Response:
+    async def place() -> StoredResponse:
+        order = await OrderService(session, shop_id).place(principal, body)
+        return StoredResponse(
+            status.HTTP_201_CREATED,
+            OrderOut.model_validate(order).model_dump_json().encode(),
+            {"Location": f"/api/v1/shops/{shop_id}/orders/{order.id}", "Cache-Control": "no-store"},
+        )
+
+    return await runtime.idempotency.run(
+        session,
+        owner=str(principal.user_id),
+        scope=f"POST {request.url.path}",
+        key=key,
+        payload=body.model_dump(mode="json"),
+        work=place,
+    )
+
+
+@router.get("/shops/{shop_id}/orders", response_model=Page[OrderOut], responses=PROBLEM_RESPONSES)
+async def list_orders(
+    shop_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    page: PageParamsDep,
+    status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+) -> Page[OrderOut]:
+    items, last = await OrderService(session, shop_id).list(
+        principal, limit=page.limit, after=page.after, status=status_filter
+    )
+    next_cursor = encode_cursor(last) if last else None
+    set_next_link(request, response, next_cursor)
+    no_store(response)
+    return Page[OrderOut](items=[OrderOut.model_validate(o) for o in items], next_cursor=next_cursor)
+
+
+@router.get(
+    "/shops/{shop_id}/orders/{order_id}", response_model=OrderOut, responses=PROBLEM_RESPONSES
+)
+async def get_order(
+    shop_id: uuid.UUID,
+    order_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    response: Response,
+) -> OrderOut:
+    no_store(response)
+    return OrderOut.model_validate(await OrderService(session, shop_id).get(principal, order_id))
+
+
+@router.post(
+    "/shops/{shop_id}/orders/{order_id}/cancel",
+    response_model=OrderOut,
+    responses=PROBLEM_RESPONSES,
+)
+async def cancel_order(
+    shop_id: uuid.UUID,
+    order_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    response: Response,
+) -> OrderOut:
+    no_store(response)
+    order = await OrderService(session, shop_id).cancel(principal, order_id)
+    return OrderOut.model_validate(order)

@@ -1,0 +1,109 @@
+"""Order rules: server-side totals, atomic stock reservation, legal transitions only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storefront.catalog.service import CatalogService
+from storefront.identity.deps import Principal
+from storefront.orders.models import Order, OrderLine, OrderStatus
+from storefront.orders.repository import OrderRepository
+from storefront.orders.schemas import OrderIn
+from storefront.platform.errors import InvalidTransition, NotFound, UnprocessableEntity
+from storefront.shops.service import ShopService
+
+# who may cancel from which state
+CUSTOMER_CANCELLABLE = {OrderStatus.pending}
+STAFF_CANCELLABLE = {OrderStatus.pending, OrderStatus.paid}
+
+
+class MixedCurrencies(UnprocessableEntity):
+    slug = "mixed-currencies"
+    title = "One order, one currency"
+
+
+class OrderService:
+    def __init__(self, session: AsyncSession, shop_id: uuid.UUID) -> None:
+        self.session = session
+        self.shop_id = shop_id
+        self.shops = ShopService(session)
+
+    async def _repository(self, principal: Principal) -> tuple[OrderRepository, bool]:
+        is_staff = await self.shops.is_staff(self.shop_id, principal)
+        customer = None if is_staff else principal.user_id
+        return OrderRepository(self.session, self.shop_id, customer_id=customer), is_staff
+
+    async def place(self, principal: Principal, data: OrderIn) -> Order:
+        await self.shops.get(self.shop_id)
+        reserved = await CatalogService(self.session, self.shop_id).reserve(
+            (line.product_id, line.quantity) for line in data.lines
+        )
+        currencies = {item.currency for item in reserved}
+        if len(currencies) != 1:
+            raise MixedCurrencies("All products of one order must share a currency.")
+        by_id = {item.product_id: item for item in reserved}
+        lines = [
+            OrderLine(
+                position=position,
+                product_id=line.product_id,
+                sku=by_id[line.product_id].sku,
+                name=by_id[line.product_id].name,
+                unit_price_cents=by_id[line.product_id].unit_price_cents,
+                quantity=line.quantity,
+                line_total_cents=by_id[line.product_id].unit_price_cents * line.quantity,
+            )
+            for position, line in enumerate(data.lines)
+        ]
+        order = Order(
+            shop_id=self.shop_id,
+            customer_id=principal.user_id,
+            status=OrderStatus.pending,
+            currency=currencies.pop(),
+            total_cents=sum(line.line_total_cents for line in lines),
+            shipping_address=data.shipping_address.model_dump(mode="json"),
+            lines=lines,
+        )
+        return await OrderRepository(self.session, self.shop_id, customer_id=None).add(order)
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        after: uuid.UUID | None,
+        status: OrderStatus | None,
+    ) -> tuple[Sequence[Order], uuid.UUID | None]:
+        repo, _ = await self._repository(principal)
+        rows = await repo.list(limit=limit + 1, after=after, status=status)
+        if len(rows) > limit:
+            return rows[:limit], rows[limit - 1].id
+        return rows, None
+
+    async def get(self, principal: Principal, order_id: uuid.UUID) -> Order:
+        repo, _ = await self._repository(principal)
+        order = await repo.get(order_id)
+        if order is None:
+            raise NotFound("No such order.")
+        return order
+
+    async def cancel(self, principal: Principal, order_id: uuid.UUID) -> Order:
+        repo, is_staff = await self._repository(principal)
+        order = await repo.get(order_id)
+        if order is None:
+            raise NotFound("No such order.")
+        allowed = STAFF_CANCELLABLE if is_staff else CUSTOMER_CANCELLABLE
+        if not await repo.transition(order_id, allowed_from=allowed, to=OrderStatus.cancelled):
+            raise InvalidTransition(
+                f"An order that is {order.status.value} cannot be cancelled by you.",
+                extra={"current_status": order.status.value},
+            )
+        await CatalogService(self.session, self.shop_id).release(
+            (line.product_id, line.quantity) for line in order.lines
+        )
+        self.session.expunge(order)
+        refreshed = await repo.get(order_id)
+        assert refreshed is not None
+        return refreshed

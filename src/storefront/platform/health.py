@@ -1,0 +1,63 @@
+"""Liveness, readiness and per-component health."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.responses import JSONResponse, Response
+
+from storefront.platform.http.problems import problem_response
+from storefront.platform.runtime import Runtime
+
+CHECK_TIMEOUT_SECONDS = 2.0
+router = APIRouter(tags=["operations"])
+
+
+async def check_database(engine: AsyncEngine) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return {
+            "status": "down",
+            "error": type(exc).__name__,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+@router.get("/livez", summary="Liveness: the process can serve")
+async def livez() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: the primary database answers")
+async def readyz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    if runtime.shutting_down:
+        return problem_response(request, 503, detail="Shutting down", headers={"Retry-After": "5"})
+    db = await check_database(runtime.engine)
+    if db["status"] != "up":
+        return problem_response(
+            request, 503, detail="The primary database is not answering", extra={"checks": {"db": db}}
+        )
+    return JSONResponse({"status": "ready", "checks": {"db_primary": db}})
+
+
+@router.get("/healthz", summary="Per-component status and latency")
+async def healthz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    components = {"db_primary": await check_database(runtime.engine)}
+    healthy = all(c["status"] == "up" for c in components.values())
+    return JSONResponse(
+        {"status": "ok" if healthy else "degraded", "components": components},
+        status_code=200 if healthy else 503,
+        headers={"Cache-Control": "no-store"},
+    )

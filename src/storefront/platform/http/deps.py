@@ -1,0 +1,30 @@
+"""Annotated dependency aliases shared by every domain's routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storefront.platform.db import session_scope
+from storefront.platform.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async for session in session_scope(runtime.sessionmaker):
+        yield session
+
+
+# scope="function": the transaction commits *before* the response is sent, so nothing is
+# acknowledged to a client that did not durably happen.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,65 @@
+"""Keyset (cursor) pagination: opaque cursors and RFC 8288 ``Link: rel="next"`` headers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Annotated, Generic, TypeVar
+
+import orjson
+from fastapi import Depends, Query, Request, Response
+from pydantic import BaseModel
+
+from storefront.platform.errors import UnprocessableEntity
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+class InvalidCursor(UnprocessableEntity):
+    slug = "invalid-cursor"
+    title = "Invalid cursor"
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"id": last_id.hex})).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> uuid.UUID | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        return uuid.UUID(hex=data["id"])
+    except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise InvalidCursor("The cursor is malformed; use next_cursor as returned.") from exc
+
+
+class PageParams(BaseModel):
+    limit: int
+    after: uuid.UUID | None
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=256)] = None,
+) -> PageParams:
+    return PageParams(limit=limit, after=decode_cursor(cursor))
+
+
+def set_next_link(request: Request, response: Response, next_cursor: str | None) -> None:
+    if next_cursor is None:
+        return
+    url = request.url.include_query_params(cursor=next_cursor)
+    response.headers["Link"] = f'<{url}>; rel="next"'
+
+
+PageParamsDep = Annotated[PageParams, Depends(page_params)]

@@ -1,0 +1,249 @@
+"""Durable Idempotency-Key handling (IETF draft-ietf-httpapi-idempotency-key-header).
+
+A key is reserved in its own committed statement before any work starts, so a concurrent
+request with the same key sees it and gets 409. The response is stored in the *same*
+transaction as the work itself, so "acknowledged" and "recorded" can never disagree: either
+both commit or neither does. A failed attempt releases the key so the client may retry it.
+A reservation whose holder died is taken over after ``lock_timeout``; the completion is
+guarded by the reservation's lock token, so a slow original can never commit a second result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import anyio
+import orjson
+from fastapi import Header
+from sqlalchemy import JSON, Index, Integer, LargeBinary, String, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+from starlette.responses import Response
+
+from storefront.platform.db import Base, dialect_insert, new_id, utcnow
+from storefront.platform.errors import (
+    Conflict,
+    IdempotencyInFlight,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    UnprocessableEntity,
+)
+
+IN_FLIGHT = "in_flight"
+COMPLETED = "completed"
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        Index("uq_idempotency_keys_owner_scope_key", "owner", "scope", "key", unique=True),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(300))
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    lock_token: Mapped[uuid.UUID]
+    locked_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+
+    def to_response(self, *, replayed: bool = False) -> Response:
+        headers = dict(self.headers)
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(self.body, self.status, headers=headers, media_type=self.media_type)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reservation:
+    record_id: uuid.UUID
+    lock_token: uuid.UUID
+
+
+def require_key(
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", max_length=MAX_KEY_LENGTH)
+    ] = None,
+) -> str:
+    """FastAPI dependency: the header is mandatory on idempotent-by-key operations."""
+    if idempotency_key is None or not idempotency_key.strip():
+        raise IdempotencyKeyMissing("Send an Idempotency-Key header (a fresh UUID per operation).")
+    if not idempotency_key.isprintable():
+        raise UnprocessableEntity("Idempotency-Key must be printable ASCII.")
+    return idempotency_key.strip()
+
+
+def fingerprint(scope: str, payload: Any) -> str:
+    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(scope.encode() + b"\0" + canonical).hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, *, ttl: timedelta, lock_timeout: timedelta) -> None:
+        self.ttl = ttl
+        self.lock_timeout = lock_timeout
+
+    async def run(
+        self,
+        session: AsyncSession,
+        *,
+        owner: str,
+        scope: str,
+        key: str,
+        payload: Any,
+        work: Callable[[], Awaitable[StoredResponse]],
+    ) -> Response:
+        """Run ``work`` at most once per (owner, scope, key); replay its stored response."""
+        fp = fingerprint(scope, payload)
+        outcome = await self._reserve(session, owner=owner, scope=scope, key=key, fp=fp)
+        if isinstance(outcome, StoredResponse):
+            return outcome.to_response(replayed=True)
+        try:
+            result = await work()
+            await self._complete(session, outcome, result)
+            await session.commit()
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # release even when the client went away
+                await session.rollback()
+                await self._release(session, outcome)
+            raise
+        return result.to_response()
+
+    async def _reserve(
+        self, session: AsyncSession, *, owner: str, scope: str, key: str, fp: str
+    ) -> StoredResponse | _Reservation:
+        for _ in range(3):
+            now = utcnow()
+            token = uuid.uuid4()
+            record_id = new_id()
+            stmt = (
+                dialect_insert(session)(IdempotencyRecord)
+                .values(
+                    id=record_id,
+                    owner=owner,
+                    scope=scope,
+                    key=key,
+                    fingerprint=fp,
+                    state=IN_FLIGHT,
+                    lock_token=token,
+                    locked_at=now,
+                    expires_at=now + self.ttl,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["owner", "scope", "key"])
+                .returning(IdempotencyRecord.id)
+            )
+            inserted = (await session.execute(stmt)).scalar_one_or_none()
+            await session.commit()
+            if inserted is not None:
+                return _Reservation(inserted, token)
+
+            existing = (
+                await session.execute(
+                    select(IdempotencyRecord).where(
+                        IdempotencyRecord.owner == owner,
+                        IdempotencyRecord.scope == scope,
+                        IdempotencyRecord.key == key,
+                    )
+                )
+            ).scalar_one_or_none()
+            if existing is None:  # released between our insert and select: try again
+                await session.commit()
+                continue
+            if existing.expires_at <= now:
+                await session.execute(
+                    delete(IdempotencyRecord).where(IdempotencyRecord.id == existing.id)
+                )
+                await session.commit()
+                continue
+            if existing.fingerprint != fp:
+                await session.commit()
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was already used with a different request body."
+                )
+            if existing.state == COMPLETED:
+                await session.commit()
+                assert existing.response_status is not None
+                return StoredResponse(
+                    existing.response_status,
+                    existing.response_body or b"",
+                    dict(existing.response_headers or {}),
+                )
+            if existing.locked_at <= now - self.lock_timeout:
+                took_over = await session.execute(
+                    update(IdempotencyRecord)
+                    .where(
+                        IdempotencyRecord.id == existing.id,
+                        IdempotencyRecord.lock_token == existing.lock_token,
+                    )
+                    .values(lock_token=token, locked_at=now)
+                )
+                await session.commit()
+                if took_over.rowcount == 1:  # type: ignore[attr-defined]
+                    return _Reservation(existing.id, token)
+                continue
+            await session.commit()
+            raise IdempotencyInFlight(
+                "A request with this Idempotency-Key is still in progress; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        raise IdempotencyInFlight(
+            "Could not reserve this Idempotency-Key; retry shortly.", headers={"Retry-After": "1"}
+        )
+
+    async def _complete(
+        self, session: AsyncSession, reservation: _Reservation, result: StoredResponse
+    ) -> None:
+        done = await session.execute(
+            update(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.id == reservation.record_id,
+                IdempotencyRecord.lock_token == reservation.lock_token,
+                IdempotencyRecord.state == IN_FLIGHT,
+            )
+            .values(
+                state=COMPLETED,
+                response_status=result.status,
+                response_headers=result.headers,
+                response_body=result.body,
+            )
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict("The reservation for this Idempotency-Key expired; retry the request.")
+
+    async def _release(self, session: AsyncSession, reservation: _Reservation) -> None:
+        await session.execute(
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.id == reservation.record_id,
+                IdempotencyRecord.lock_token == reservation.lock_token,
+                IdempotencyRecord.state == IN_FLIGHT,
+            )
+        )
+        await session.commit()
+
+    async def purge_expired(self, session: AsyncSession) -> int:
+        result = await session.execute(
+            delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= utcnow())
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
