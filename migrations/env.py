@@ -15,9 +15,7 @@ from storefront.models import metadata
 from storefront.settings import get_settings
 
 config = context.config
-if config.config_file_name is not None and config.attributes.get(
-    "configure_logging", True
-):
+if config.config_file_name is not None and config.attributes.get("configure_logging", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 # Postgres: never wait long for a lock in a migration (fail, retry later; don't block traffic)

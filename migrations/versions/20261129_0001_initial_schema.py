@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -40,9 +39,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
     )
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_idempotency_keys_expires_at", ["expires_at"], unique=False
-        )
+        batch_op.create_index("ix_idempotency_keys_expires_at", ["expires_at"], unique=False)
         batch_op.create_index(
             "uq_idempotency_keys_owner_scope_key",
             ["owner", "scope", "key"],
@@ -131,9 +128,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "total_cents >= 0", name=op.f("ck_orders_total_non_negative")
-        ),
+        sa.CheckConstraint("total_cents >= 0", name=op.f("ck_orders_total_non_negative")),
         sa.ForeignKeyConstraint(
             ["customer_id"],
             ["users.id"],
@@ -186,9 +181,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "price_cents >= 0", name=op.f("ck_products_price_non_negative")
-        ),
+        sa.CheckConstraint("price_cents >= 0", name=op.f("ck_products_price_non_negative")),
         sa.CheckConstraint("stock >= 0", name=op.f("ck_products_stock_non_negative")),
         sa.ForeignKeyConstraint(
             ["shop_id"],
@@ -237,9 +230,7 @@ def upgrade() -> None:
         sa.Column("unit_price_cents", sa.BigInteger(), nullable=False),
         sa.Column("quantity", sa.Integer(), nullable=False),
         sa.Column("line_total_cents", sa.BigInteger(), nullable=False),
-        sa.CheckConstraint(
-            "quantity > 0", name=op.f("ck_order_lines_quantity_positive")
-        ),
+        sa.CheckConstraint("quantity > 0", name=op.f("ck_order_lines_quantity_positive")),
         sa.ForeignKeyConstraint(
             ["order_id"],
             ["orders.id"],

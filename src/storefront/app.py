@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import ORJSONResponse
 
 from storefront import __version__
 from storefront.catalog.routes import router as catalog_router
@@ -89,7 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        default_response_class=ORJSONResponse,
         debug=False,
     )
     app.state.settings = settings
@@ -109,8 +107,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_credentials=False,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
-                           "If-None-Match", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "If-None-Match",
+                "X-Request-ID",
+            ],
             expose_headers=["ETag", "Link", "Location", "X-Request-ID"],
         )
     app.add_middleware(SecurityHeadersMiddleware)

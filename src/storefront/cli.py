@@ -94,7 +94,7 @@ def serve(
     console.print(
         "Sign in on the docs page with Authorize, or: "
         f"curl -X POST {base}/api/v1/auth/login -H 'Content-Type: application/json' "
-        "-d '{\"email\":\"customer@storefront.test\",\"password\":\"storefront-demo-2026\"}'"
+        '-d \'{"email":"customer@storefront.test","password":"storefront-demo-2026"}\''
     )
     uvicorn.run(
         "storefront.app:create_app",

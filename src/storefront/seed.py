@@ -112,7 +112,7 @@ async def seed(
                 created, _ = await CatalogService(session, shop.id).upsert_many(items)
                 report.products += created
                 progress.advance(task)
-                catalog, _ = await CatalogService(session, shop.id).list(
+                catalog, _ = await CatalogService(session, shop.id).list_page(
                     limit=50, after=None, q=None, category=None
                 )
             for _ in range(ORDERS_PER_SHOP):

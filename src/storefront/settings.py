@@ -91,7 +91,9 @@ class Settings(BaseSettings):
         problems: list[str] = []
         secret = self.auth.jwt_secret.get_secret_value()
         if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
-            problems.append("STOREFRONT_AUTH__JWT_SECRET must be set to a random value of 32+ chars")
+            problems.append(
+                "STOREFRONT_AUTH__JWT_SECRET must be set to a random value of 32+ chars"
+            )
         if self.debug:
             problems.append("STOREFRONT_DEBUG must be false in production")
         if self.database.echo:

@@ -24,10 +24,10 @@ class ProductRepository:
         self.session = session
         self.shop_id = shop_id
 
-    def _base(self) -> Select[tuple[Product]]:
+    def _base(self) -> Select[Product]:
         return select(Product).where(Product.shop_id == self.shop_id)
 
-    def _active(self) -> Select[tuple[Product]]:
+    def _active(self) -> Select[Product]:
         return self._base().where(Product.status == ProductStatus.active)
 
     async def list_active(
@@ -115,7 +115,9 @@ class ProductRepository:
         created = sum(1 for v in versions if v == 1)
         return created, len(versions) - created
 
-    async def take_stock(self, product_id: uuid.UUID, quantity: int) -> Row[Any] | None:
+    async def take_stock(
+        self, product_id: uuid.UUID, quantity: int
+    ) -> Row[uuid.UUID, str, str, int, str] | None:
         """Atomically decrement stock if enough is left (the row lock serialises buyers)."""
         stmt = (
             update(Product)
@@ -125,7 +127,9 @@ class ProductRepository:
                 Product.status == ProductStatus.active,
                 Product.stock >= quantity,
             )
-            .values(stock=Product.stock - quantity, version=Product.version + 1, updated_at=utcnow())
+            .values(
+                stock=Product.stock - quantity, version=Product.version + 1, updated_at=utcnow()
+            )
             .returning(Product.id, Product.sku, Product.name, Product.price_cents, Product.currency)
             .execution_options(synchronize_session=False)
         )
@@ -156,6 +160,8 @@ class ProductRepository:
         await self.session.execute(
             update(Product)
             .where(Product.shop_id == self.shop_id, Product.id == product_id)
-            .values(stock=Product.stock + quantity, version=Product.version + 1, updated_at=utcnow())
+            .values(
+                stock=Product.stock + quantity, version=Product.version + 1, updated_at=utcnow()
+            )
             .execution_options(synchronize_session=False)
         )

@@ -37,7 +37,7 @@ async def list_products(
     category: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> Page[ProductOut]:
     await ShopService(session).get(shop_id)
-    items, last = await CatalogService(session, shop_id).list(
+    items, last = await CatalogService(session, shop_id).list_page(
         limit=page.limit, after=page.after, q=q, category=category
     )
     next_cursor = encode_cursor(last) if last else None
@@ -122,9 +122,7 @@ async def archive_product(
     await CatalogService(session, shop_id).archive(product_id)
 
 
-@router.post(
-    "/shops/{shop_id}/products/bulk", response_model=BulkOut, responses=PROBLEM_RESPONSES
-)
+@router.post("/shops/{shop_id}/products/bulk", response_model=BulkOut, responses=PROBLEM_RESPONSES)
 async def bulk_upsert(
     shop_id: uuid.UUID, body: BulkIn, principal: CurrentPrincipal, session: SessionDep
 ) -> BulkOut:

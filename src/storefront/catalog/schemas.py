@@ -15,9 +15,7 @@ Sku = Annotated[
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=5000)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Category = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)
-]
+Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 PriceCents = Annotated[int, Field(ge=0, le=100_000_000_000)]
 Stock = Annotated[int, Field(ge=0, le=1_000_000_000)]
 

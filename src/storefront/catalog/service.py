@@ -44,7 +44,7 @@ class CatalogService:
         self.shop_id = shop_id
         self.products = ProductRepository(session, shop_id)
 
-    async def list(
+    async def list_page(
         self, *, limit: int, after: uuid.UUID | None, q: str | None, category: str | None
     ) -> tuple[Sequence[Product], uuid.UUID | None]:
         rows = await self.products.list_active(limit=limit + 1, after=after, q=q, category=category)

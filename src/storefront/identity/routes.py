@@ -38,9 +38,14 @@ async def _login(session: SessionDep, runtime: RuntimeDep, email: str, password:
 
 
 @router.post(
-    "/auth/login", response_model=TokenOut, responses=PROBLEM_RESPONSES, response_model_exclude_none=True
+    "/auth/login",
+    response_model=TokenOut,
+    responses=PROBLEM_RESPONSES,
+    response_model_exclude_none=True,
 )
-async def login(body: LoginIn, session: SessionDep, runtime: RuntimeDep, response: Response) -> TokenOut:
+async def login(
+    body: LoginIn, session: SessionDep, runtime: RuntimeDep, response: Response
+) -> TokenOut:
     no_store(response)
     return await _login(session, runtime, body.email, body.password)
 

@@ -22,7 +22,7 @@ class OrderRepository:
         self.shop_id = shop_id
         self.customer_id = customer_id
 
-    def _base(self) -> Select[tuple[Order]]:
+    def _base(self) -> Select[Order]:
         stmt = select(Order).where(Order.shop_id == self.shop_id)
         if self.customer_id is not None:
             stmt = stmt.where(Order.customer_id == self.customer_id)

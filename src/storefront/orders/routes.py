@@ -61,13 +61,15 @@ async def list_orders(
     page: PageParamsDep,
     status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
 ) -> Page[OrderOut]:
-    items, last = await OrderService(session, shop_id).list(
+    items, last = await OrderService(session, shop_id).list_page(
         principal, limit=page.limit, after=page.after, status=status_filter
     )
     next_cursor = encode_cursor(last) if last else None
     set_next_link(request, response, next_cursor)
     no_store(response)
-    return Page[OrderOut](items=[OrderOut.model_validate(o) for o in items], next_cursor=next_cursor)
+    return Page[OrderOut](
+        items=[OrderOut.model_validate(o) for o in items], next_cursor=next_cursor
+    )
 
 
 @router.get(

@@ -68,7 +68,7 @@ class OrderService:
         )
         return await OrderRepository(self.session, self.shop_id, customer_id=None).add(order)
 
-    async def list(
+    async def list_page(
         self,
         principal: Principal,
         *,
@@ -105,5 +105,6 @@ class OrderService:
         )
         self.session.expunge(order)
         refreshed = await repo.get(order_id)
-        assert refreshed is not None
+        if refreshed is None:  # pragma: no cover - same transaction, cannot vanish
+            raise NotFound("No such order.")
         return refreshed

@@ -46,7 +46,10 @@ async def readyz(request: Request) -> Response:
     db = await check_database(runtime.engine)
     if db["status"] != "up":
         return problem_response(
-            request, 503, detail="The primary database is not answering", extra={"checks": {"db": db}}
+            request,
+            503,
+            detail="The primary database is not answering",
+            extra={"checks": {"db": db}},
         )
     return JSONResponse({"status": "ready", "checks": {"db_primary": db}})
 

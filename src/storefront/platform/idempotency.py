@@ -184,9 +184,8 @@ class IdempotencyStore:
                 )
             if existing.state == COMPLETED:
                 await session.commit()
-                assert existing.response_status is not None
                 return StoredResponse(
-                    existing.response_status,
+                    existing.response_status or 200,
                     existing.response_body or b"",
                     dict(existing.response_headers or {}),
                 )

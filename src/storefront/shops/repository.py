@@ -16,7 +16,9 @@ class ShopRepository:
         return await self.session.get(Shop, shop_id)
 
     async def by_slug(self, slug: str) -> Shop | None:
-        return (await self.session.execute(select(Shop).where(Shop.slug == slug))).scalar_one_or_none()
+        return (
+            await self.session.execute(select(Shop).where(Shop.slug == slug))
+        ).scalar_one_or_none()
 
     async def add(self, shop: Shop) -> Shop:
         self.session.add(shop)

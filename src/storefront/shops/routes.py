@@ -14,7 +14,10 @@ router = APIRouter(tags=["shops"])
 
 
 @router.post(
-    "/shops", status_code=status.HTTP_201_CREATED, response_model=ShopOut, responses=PROBLEM_RESPONSES
+    "/shops",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ShopOut,
+    responses=PROBLEM_RESPONSES,
 )
 async def create_shop(
     body: ShopIn, principal: CurrentPrincipal, session: SessionDep, response: Response

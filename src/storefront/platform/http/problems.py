@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastapi import FastAPI, Request
@@ -49,7 +50,7 @@ def problem_response(
     slug: str | None = None,
     title: str | None = None,
     detail: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
@@ -74,7 +75,7 @@ def problem_response(
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DomainError)
+    exc = cast(DomainError, exc)
     return problem_response(
         request,
         exc.status,
@@ -87,7 +88,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
+    exc = cast(StarletteHTTPException, exc)
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else None
     if status == 404 and detail == "Not Found":
@@ -108,7 +109,7 @@ def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+    exc = cast(RequestValidationError, exc)
     errors = _clean_errors(exc)
     return problem_response(
         request,

@@ -1,0 +1,198 @@
+"""Test harness: every API test runs on SQLite and on real PostgreSQL.
+
+Each pytest-xdist worker gets its own databases (a SQLite file and a PostgreSQL database),
+built once by running the Alembic migrations (never ``create_all``), and every test leaves
+them empty again (tables truncated), so tests are isolated and parallel-safe.
+
+PostgreSQL is found at STOREFRONT_TEST_POSTGRES_URL (default: the local trust-auth server).
+When it is unreachable the PostgreSQL variants are skipped, loudly; under CI=true they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx2
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+
+from storefront.app import create_app
+from storefront.cli import run_migrations
+from storefront.models import metadata
+from storefront.platform.runtime import Runtime
+from storefront.settings import Settings
+from tests.factories import Api
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "STOREFRONT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(POSTGRES_ADMIN_URL), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def postgres_unavailable_reason() -> str | None:
+    try:
+        asyncio.run(_pg_admin("SELECT 1"))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {exc!r}"
+    return None
+
+
+def require_or_skip(reason: str | None) -> None:
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and a required service is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def worker_id_safe(request: pytest.FixtureRequest) -> str:
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "main")
+    return f"{worker}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("db") / "storefront.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    run_migrations(database_url=url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_unavailable() -> str | None:
+    return postgres_unavailable_reason()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_unavailable: str | None, worker_id_safe: str) -> Iterator[str]:
+    require_or_skip(postgres_unavailable)
+    name = f"storefront_test_{worker_id_safe}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        run_migrations(database_url=url)
+        yield url
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        # cheap hashing in tests only; production parameters are the settings' defaults
+        "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
+        "database": {"pool_size": 20, "max_overflow": 10, "pool_timeout_seconds": 30},
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> str:
+    fixture = "postgres_url" if backend == "postgres" else "sqlite_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+async def _empty_tables(runtime: Runtime) -> None:
+    tables = [t.name for t in reversed(metadata.sorted_tables)]
+    async with runtime.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+        else:
+            for table in tables:
+                await conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        try:
+            yield application
+        finally:
+            await _empty_tables(application.state.runtime)
+
+
+@pytest.fixture
+def runtime(app: FastAPI) -> Runtime:
+    result: Runtime = app.state.runtime
+    return result
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def api(client: httpx2.AsyncClient) -> Api:
+    return Api(client)
+
+
+@dataclass
+class QueryCounter:
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def reset(self) -> None:
+        self.statements.clear()
+
+
+@pytest.fixture
+def count_queries(runtime: Runtime) -> Iterator[Callable[[], QueryCounter]]:
+    """Record every SQL statement the app sends (for N+1 and batching assertions)."""
+    counter = QueryCounter()
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if (
+            not statement.lstrip()
+            .upper()
+            .startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"))
+        ):
+            counter.statements.append(statement)
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", on_execute)
+    try:
+        yield lambda: counter
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", on_execute)
