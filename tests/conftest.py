@@ -166,6 +166,9 @@ def api(client: httpx2.AsyncClient) -> Api:
     return Api(client)
 
 
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
 @dataclass
 class QueryCounter:
     statements: list[str] = field(default_factory=list)

@@ -4,7 +4,7 @@ from tests.factories import Api, shop_with_staff
 
 
 async def test_order_flow_end_to_end(api: Api) -> None:
-    owner, staff, shop = await shop_with_staff(api)
+    _owner, staff, shop = await shop_with_staff(api)
     product = await api.product(staff, shop, stock=5, price_cents=250)
     customer = await api.user()
     order = await api.order(customer, shop, (product, 2))
