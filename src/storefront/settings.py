@@ -66,11 +66,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     graceful_shutdown_seconds: int = Field(default=20, ge=0)
     database_url: str = "sqlite+aiosqlite:///./var/storefront.db"
-    database_replica_url: str | None = None
-    redis_url: str | None = None
-    broker_url: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    seed_on_empty: bool = True
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)

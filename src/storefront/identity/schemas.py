@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 Password = Annotated[str, Field(min_length=12, max_length=128)]
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -26,7 +26,15 @@ class LoginIn(StrictModel):
 
 
 class UserPatch(StrictModel):
+    # omitted means "leave unchanged"; an explicit null is refused (the name is required)
     display_name: DisplayName | None = None
+
+    @field_validator("display_name", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("display_name cannot be null; omit it to leave it unchanged")
+        return value
 
 
 class UserOut(BaseModel):

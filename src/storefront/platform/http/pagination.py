@@ -39,7 +39,14 @@ def decode_cursor(cursor: str | None) -> uuid.UUID | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
         return uuid.UUID(hex=data["id"])
-    except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+    except (
+        binascii.Error,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,  # a non-string "id" (number, null, list...)
+        orjson.JSONDecodeError,
+    ) as exc:
         raise InvalidCursor("The cursor is malformed; use next_cursor as returned.") from exc
 
 
