@@ -23,6 +23,7 @@ from storefront.platform.idempotency import IdempotencyStore
 from storefront.platform.runtime import Runtime
 from storefront.platform.security.passwords import PasswordHasher
 from storefront.platform.security.tokens import TokenService
+from storefront.schema import head_revision
 from storefront.settings import Settings, get_settings
 from storefront.shops.routes import router as shops_router
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = build_runtime(settings)
+        runtime.expected_schema_revision = head_revision()
         app.state.runtime = runtime
         logger.info("storefront started (environment=%s)", settings.environment.value)
         try:

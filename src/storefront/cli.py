@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from storefront.schema import migrations_dir
 from storefront.settings import get_settings
 
 app = typer.Typer(help="Storefront: a production-grade commerce backend.", no_args_is_help=True)
 console = Console()
-
-
-def migrations_dir() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "migrations"
-        if (candidate / "env.py").exists():
-            return candidate
-    raise typer.BadParameter("cannot find the migrations directory")
 
 
 def run_migrations(revision: str = "head", *, database_url: str | None = None) -> None:
@@ -94,7 +85,9 @@ def serve(
     console.print(
         "Sign in on the docs page with Authorize, or: "
         f"curl -X POST {base}/api/v1/auth/login -H 'Content-Type: application/json' "
-        '-d \'{"email":"customer@storefront.test","password":"storefront-demo-2026"}\''
+        '-d \'{"email":"customer@storefront.test","password":"storefront-demo-2026"}\'',
+        soft_wrap=True,
+        highlight=False,
     )
     uvicorn.run(
         "storefront.app:create_app",

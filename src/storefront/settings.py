@@ -57,6 +57,8 @@ class Settings(BaseSettings):
         env_file=None,
         extra="ignore",
         frozen=True,
+        # a refusal must not print its input: it holds the JWT secret and database passwords
+        hide_input_in_errors=True,
     )
 
     environment: Environment = Environment.development

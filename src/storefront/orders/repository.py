@@ -37,6 +37,11 @@ class OrderRepository:
         stmt = self._base().where(Order.id == order_id).options(selectinload(Order.lines))
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def status_of(self, order_id: uuid.UUID) -> OrderStatus | None:
+        """The committed status now (a column read, never the session's cached object)."""
+        stmt = self._base().where(Order.id == order_id).with_only_columns(Order.status)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def list(
         self, *, limit: int, after: uuid.UUID | None, status: OrderStatus | None
     ) -> Sequence[Order]:

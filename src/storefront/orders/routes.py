@@ -27,7 +27,6 @@ router = APIRouter(tags=["orders"])
 async def create_order(
     shop_id: uuid.UUID,
     body: OrderIn,
-    request: Request,
     principal: CurrentPrincipal,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -44,7 +43,9 @@ async def create_order(
     return await runtime.idempotency.run(
         session,
         owner=str(principal.user_id),
-        scope=f"POST {request.url.path}",
+        # the canonical path, not the raw one: /shops/<UPPER-CASE or un-hyphenated id>/orders
+        # is the same operation and must not run twice under one key
+        scope=f"POST /api/v1/shops/{shop_id}/orders",
         key=key,
         payload=body.model_dump(mode="json"),
         work=place,

@@ -96,9 +96,12 @@ class OrderService:
             raise NotFound("No such order.")
         allowed = STAFF_CANCELLABLE if is_staff else CUSTOMER_CANCELLABLE
         if not await repo.transition(order_id, allowed_from=allowed, to=OrderStatus.cancelled):
+            # `order` was read before the row lock: a concurrent transition may have won since,
+            # so report the status that actually made this one fail
+            current = await repo.status_of(order_id) or order.status
             raise InvalidTransition(
-                f"An order that is {order.status.value} cannot be cancelled by you.",
-                extra={"current_status": order.status.value},
+                f"An order that is {current.value} cannot be cancelled by you.",
+                extra={"current_status": current.value},
             )
         await CatalogService(self.session, self.shop_id).release(
             (line.product_id, line.quantity) for line in order.lines

@@ -33,12 +33,29 @@ async def check_database(engine: AsyncEngine) -> dict[str, Any]:
     return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
+async def check_schema(engine: AsyncEngine, expected: str | None) -> dict[str, Any]:
+    """The database has been migrated to the revision this code expects."""
+    if expected is None:
+        return {"status": "up", "detail": "no migrations shipped; not checked"}
+    try:
+        with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
+            async with engine.connect() as conn:
+                current = (
+                    await conn.execute(text("SELECT version_num FROM alembic_version"))
+                ).scalar_one_or_none()
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return {"status": "down", "error": type(exc).__name__, "expected": expected}
+    if current != expected:
+        return {"status": "down", "current": current, "expected": expected}
+    return {"status": "up", "revision": current}
+
+
 @router.get("/livez", summary="Liveness: the process can serve")
 async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the primary database answers")
+@router.get("/readyz", summary="Readiness: the primary database answers and is migrated")
 async def readyz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     if runtime.shutting_down:
@@ -49,9 +66,17 @@ async def readyz(request: Request) -> Response:
             request,
             503,
             detail="The primary database is not answering",
-            extra={"checks": {"db": db}},
+            extra={"checks": {"db_primary": db}},
         )
-    return JSONResponse({"status": "ready", "checks": {"db_primary": db}})
+    schema = await check_schema(runtime.engine, runtime.expected_schema_revision)
+    if schema["status"] != "up":
+        return problem_response(
+            request,
+            503,
+            detail="The database schema is not at the revision this code expects; migrate it",
+            extra={"checks": {"db_primary": db, "schema": schema}},
+        )
+    return JSONResponse({"status": "ready", "checks": {"db_primary": db, "schema": schema}})
 
 
 @router.get("/healthz", summary="Per-component status and latency")

@@ -18,4 +18,5 @@ class Runtime:
     passwords: PasswordHasher
     tokens: TokenService
     idempotency: IdempotencyStore
+    expected_schema_revision: str | None = None
     shutting_down: bool = False

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.shops.models import Membership, Role, Shop
@@ -43,10 +43,20 @@ class MembershipRepository:
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def count_owners(self) -> int:
-        stmt = select(func.count()).where(
-            Membership.shop_id == self.shop_id, Membership.role == Role.owner
+        """Count the owners, locking their rows until the transaction ends.
+
+        Without the lock two owners demoting (or removing) each other at once both see two
+        owners and both succeed, leaving the shop with none. ``FOR UPDATE`` (in a fixed order,
+        so no deadlock) makes the second wait and then see one owner. SQLite ignores it; its
+        write transactions are serialised already (``BEGIN IMMEDIATE``).
+        """
+        stmt = (
+            select(Membership.user_id)
+            .where(Membership.shop_id == self.shop_id, Membership.role == Role.owner)
+            .order_by(Membership.user_id)
+            .with_for_update()
         )
-        return int((await self.session.execute(stmt)).scalar_one())
+        return len((await self.session.execute(stmt)).all())
 
     async def add(self, membership: Membership) -> Membership:
         self.session.add(membership)

@@ -48,27 +48,38 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+DEFAULT_HSTS_SECONDS = 63072000
+
+
+def security_headers(path: str, *, hsts_seconds: int = DEFAULT_HSTS_SECONDS) -> dict[str, str]:
+    """The baseline headers for a response to ``path`` (also used for 500s, which Starlette
+    sends from outside every user middleware)."""
+    return {
+        "Strict-Transport-Security": f"max-age={hsts_seconds}; includeSubDomains",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": DOCS_CSP if path.startswith(DOCS_PREFIXES) else API_CSP,
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Resource-Policy": "same-origin",
+        "X-Frame-Options": "DENY",
+    }
+
+
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts_seconds: int = 63072000) -> None:
+    def __init__(self, app: ASGIApp, *, hsts_seconds: int = DEFAULT_HSTS_SECONDS) -> None:
         self.app = app
-        self.hsts = f"max-age={hsts_seconds}; includeSubDomains"
+        self.hsts_seconds = hsts_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        csp = DOCS_CSP if path.startswith(DOCS_PREFIXES) else API_CSP
+        baseline = security_headers(scope["path"], hsts_seconds=self.hsts_seconds)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["Strict-Transport-Security"] = self.hsts
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Content-Security-Policy"] = csp
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["Cross-Origin-Resource-Policy"] = "same-origin"
-                headers["X-Frame-Options"] = "DENY"
+                for name, value in baseline.items():
+                    headers[name] = value
                 if "server" in headers:
                     del headers["server"]
             await send(message)

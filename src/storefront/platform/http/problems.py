@@ -12,8 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Mount
 
 from storefront.platform.errors import DomainError
+from storefront.platform.http.middleware import security_headers
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -93,9 +95,35 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else None
     if status == 404 and detail == "Not Found":
         detail = f"No resource at {request.url.path}"
+    headers = exc.headers
     if status == 405:
         detail = f"{request.method} is not allowed here"
-    return problem_response(request, status, detail=detail, headers=exc.headers)
+        # Starlette's Allow names only the first route that matched the path; RFC 9110
+        # wants every method the resource supports (e.g. GET and PATCH on /users/me).
+        allowed = _allowed_methods(request, (headers or {}).get("Allow", ""))
+        if allowed:
+            headers = {**(headers or {}), "Allow": allowed}
+    return problem_response(request, status, detail=detail, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request, reported: str) -> str:
+    """Every method some route (mounts aside: they take any method) accepts for this path."""
+    allowed = {m.strip() for m in reported.split(",") if m.strip()}
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
+    for method in _METHODS:
+        probe = {
+            "type": "http",
+            "method": method,
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "headers": [],
+        }
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.add(method)
+    return ", ".join(sorted(allowed))
 
 
 def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -122,8 +150,17 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # Starlette runs this handler in ServerErrorMiddleware, outside every user middleware,
+    # so add the request id and the security headers those middlewares would have added.
+    headers = security_headers(request.url.path)
+    request_id = request.scope.get("state", {}).get("request_id")
+    if request_id:
+        headers["X-Request-ID"] = request_id
     return problem_response(
-        request, 500, detail="The server failed to handle this request; it has been logged."
+        request,
+        500,
+        detail="The server failed to handle this request; it has been logged.",
+        headers=headers,
     )
 
 

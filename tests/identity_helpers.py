@@ -1,0 +1,76 @@
+"""Helpers for identity tests: hand-built JWTs and direct changes to user rows."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+from sqlalchemy import select, update
+
+from storefront.identity.models import User
+from storefront.platform.runtime import Runtime
+
+ISSUER = "storefront"
+AUDIENCE = "storefront-api"
+
+
+def access_claims(subject: str, **overrides: Any) -> dict[str, Any]:
+    """A complete, valid set of access-token claims; an override of None drops the claim."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": subject,
+        "typ": "access",
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "exp": now + 600,
+        "auth_time": now,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def unsigned_token(claims: dict[str, Any], *, alg: str = "none", signature: str = "") -> str:
+    """A JWT with an arbitrary header ``alg`` and the given (possibly empty) signature."""
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    return f"{header}.{payload}.{signature}"
+
+
+def signed_token(claims: dict[str, Any], secret: str, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def peek_claims(token: str) -> dict[str, Any]:
+    """The token's claims, read without verification (for assertions only)."""
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+async def set_user(runtime: Runtime, user_id: str, **values: Any) -> None:
+    """Change a user row directly (e.g. is_admin, is_active), bypassing the API."""
+    async with runtime.sessionmaker() as session, session.begin():
+        result = await session.execute(
+            update(User).where(User.id == uuid.UUID(user_id)).values(**values)
+        )
+        assert result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def user_row(runtime: Runtime, user_id: str) -> User:
+    async with runtime.sessionmaker() as session:
+        stmt = select(User).where(User.id == uuid.UUID(user_id))
+        return (await session.execute(stmt)).scalar_one()
+
+
+async def count_users(runtime: Runtime) -> int:
+    async with runtime.sessionmaker() as session:
+        return len((await session.execute(select(User.id))).all())
