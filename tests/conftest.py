@@ -100,6 +100,23 @@ def postgres_url(postgres_unavailable: str | None, worker_id_safe: str) -> Itera
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
+) -> Iterator[str]:
+    """A brand-new, unmigrated database on each backend (for migration and CLI tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    require_or_skip(postgres_unavailable)
+    name = f"storefront_empty_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",

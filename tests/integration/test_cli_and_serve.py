@@ -10,39 +10,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
-import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from storefront.catalog.models import Product
 from storefront.identity.models import User
 from storefront.orders.models import Order
 from storefront.platform.db import create_engine
 from storefront.seed import DEMO_PASSWORD, PRODUCTS_PER_SHOP, SHOPS
-from tests.conftest import POSTGRES_ADMIN_URL, _pg_admin, require_or_skip
 from tests.factories import ProductInFactory
 
 CLI = [sys.executable, "-m", "storefront.cli"]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_database(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-        return
-    require_or_skip(postgres_unavailable)
-    name = f"storefront_cli_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _env(database_url: str, **extra: str) -> dict[str, str]:
@@ -82,12 +62,12 @@ def _counts(url: str) -> tuple[int, int, int]:
     return asyncio.run(read())
 
 
-def test_migrate_and_seed_are_safe_to_run_twice(fresh_database: str) -> None:
-    env = _env(fresh_database)
+def test_migrate_and_seed_are_safe_to_run_twice(empty_database: str) -> None:
+    env = _env(empty_database)
     _run(["migrate"], env)
     first = _run(["seed", "--if-empty"], env)
     assert DEMO_PASSWORD in first  # printed once, so the operator can sign in
-    users, products, orders = _counts(fresh_database)
+    users, products, orders = _counts(empty_database)
     assert users == 4
     assert products == len(SHOPS) * PRODUCTS_PER_SHOP >= 1000
     assert orders > 0
@@ -95,7 +75,7 @@ def test_migrate_and_seed_are_safe_to_run_twice(fresh_database: str) -> None:
     _run(["migrate"], env)
     assert "not seeding" in _run(["seed", "--if-empty"], env)
     assert "nothing to do" in _run(["seed"], env)
-    assert _counts(fresh_database) == (users, products, orders)
+    assert _counts(empty_database) == (users, products, orders)
 
 
 def _free_port() -> int:

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import inspect
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 
 from storefront.cli import migrations_dir
 from storefront.models import metadata
 from storefront.platform.db import create_engine
-from tests.conftest import POSTGRES_ADMIN_URL, _pg_admin, require_or_skip
 
 
 def _config(url: str) -> Config:
@@ -33,22 +28,6 @@ def _config(url: str) -> Config:
 
 def _revisions(cfg: Config) -> list[Script]:
     return list(reversed(list(ScriptDirectory.from_config(cfg).walk_revisions())))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_database(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'stairway.db'}"
-        return
-    require_or_skip(postgres_unavailable)
-    name = f"storefront_stairway_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _tables(url: str) -> set[str]:
