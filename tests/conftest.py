@@ -23,6 +23,8 @@ import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from redis import Redis as SyncRedis
+from redis.exceptions import RedisError
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
@@ -36,6 +38,7 @@ from tests.factories import Api
 POSTGRES_ADMIN_URL = os.environ.get(
     "STOREFRONT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_TEST_URL = os.environ.get("STOREFRONT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -85,6 +88,45 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def postgres_unavailable() -> str | None:
     return postgres_unavailable_reason()
+
+
+def redis_unavailable_reason() -> str | None:
+    client = SyncRedis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except RedisError as exc:
+        return f"Redis unreachable at {REDIS_TEST_URL}: {exc!r}"
+    finally:
+        client.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_unavailable() -> str | None:
+    return redis_unavailable_reason()
+
+
+@pytest.fixture
+def redis_url(redis_unavailable: str | None) -> str:
+    """The real Redis (skipped locally when absent; under CI=true its absence fails)."""
+    require_or_skip(redis_unavailable)
+    return REDIS_TEST_URL
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key namespace of this test's own; its keys are deleted afterwards."""
+    prefix = f"sf-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = SyncRedis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except RedisError:
+        pass
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,12 @@ from storefront.identity.routes import router as identity_router
 from storefront.orders.routes import router as orders_router
 from storefront.platform import health
 from storefront.platform.db import create_engine, create_sessionmaker
+from storefront.platform.http.client_address import parse_networks
 from storefront.platform.http.docs import install_docs
 from storefront.platform.http.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from storefront.platform.http.problems import install_problem_handlers
 from storefront.platform.idempotency import IdempotencyStore
+from storefront.platform.redis import create_redis
 from storefront.platform.runtime import Runtime
 from storefront.platform.security.passwords import PasswordHasher
 from storefront.platform.security.tokens import TokenService
@@ -64,6 +66,9 @@ def build_runtime(settings: Settings) -> Runtime:
             ttl=timedelta(hours=settings.idempotency.ttl_hours),
             lock_timeout=timedelta(seconds=settings.idempotency.lock_timeout_seconds),
         ),
+        redis=create_redis(settings.redis_url) if settings.redis_url else None,
+        redis_prefix=settings.redis_prefix,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
     )
 
 
@@ -80,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             runtime.shutting_down = True
+            if runtime.redis is not None:
+                await runtime.redis.aclose()
             await runtime.engine.dispose()
             logger.info("storefront stopped")
 

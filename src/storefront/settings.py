@@ -7,11 +7,12 @@ operators set all the time also have flat aliases (``STOREFRONT_DATABASE_URL``,
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Self
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "change-me-development-only-secret-0123456789"  # noqa: S105
@@ -68,19 +69,30 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     graceful_shutdown_seconds: int = Field(default=20, ge=0)
     database_url: str = "sqlite+aiosqlite:///./var/storefront.db"
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="storefront:", min_length=1, max_length=64)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
 
     @model_validator(mode="before")
     @classmethod
-    def _split_origins(cls, data: object) -> object:
+    def _split_lists(cls, data: object) -> object:
         if isinstance(data, dict):
-            raw = data.get("cors_origins")
-            if isinstance(raw, str):
-                data = {**data, "cors_origins": [o.strip() for o in raw.split(",") if o.strip()]}
+            for name in ("cors_origins", "trusted_proxies"):
+                raw = data.get(name)
+                if isinstance(raw, str):
+                    data = {**data, name: [o.strip() for o in raw.split(",") if o.strip()]}
         return data
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # raises ValueError: a clear error
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import JSONResponse, Response
 
 from storefront.platform.http.problems import problem_response
+from storefront.platform.redis import check_redis
 from storefront.platform.runtime import Runtime
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -83,6 +84,8 @@ async def readyz(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     components = {"db_primary": await check_database(runtime.engine)}
+    if runtime.redis is not None:
+        components["redis"] = await check_redis(runtime.redis)
     healthy = all(c["status"] == "up" for c in components.values())
     return JSONResponse(
         {"status": "ok" if healthy else "degraded", "components": components},
