@@ -14,6 +14,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "STOREFRONT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_TEST_URL = os.environ.get("STOREFRONT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_TEST_URL = os.environ.get(
+    "STOREFRONT_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"
+)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -106,6 +110,34 @@ def redis_unavailable() -> str | None:
     return redis_unavailable_reason()
 
 
+def rabbitmq_unavailable_reason() -> str | None:
+    async def probe() -> None:
+        import aio_pika
+
+        connection = await aio_pika.connect(RABBITMQ_TEST_URL, timeout=3)
+        await connection.close()
+
+    try:
+        # its own thread and loop: a session fixture may first be asked for inside a test's loop
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, probe()).result()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
+        return f"RabbitMQ unreachable at {RABBITMQ_TEST_URL}: {exc!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_unavailable() -> str | None:
+    return rabbitmq_unavailable_reason()
+
+
+@pytest.fixture
+def rabbitmq_url(rabbitmq_unavailable: str | None) -> str:
+    """The real RabbitMQ (skipped locally when absent; under CI=true its absence fails)."""
+    require_or_skip(rabbitmq_unavailable)
+    return RABBITMQ_TEST_URL
+
+
 @pytest.fixture
 def redis_url(redis_unavailable: str | None) -> str:
     """The real Redis (skipped locally when absent; under CI=true its absence fails)."""
@@ -166,6 +198,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         # cheap hashing in tests only; production parameters are the settings' defaults
         "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
         "database": {"pool_size": 20, "max_overflow": 10, "pool_timeout_seconds": 30},
+        # a test signs in dozens of times a minute from one address; rate-limit tests set
+        # their own tight policies (the defaults are for real clients)
+        "protection": {"auth_rate": "10000/minute", "auth_account_rate": "10000/minute"},
     }
     values.update(overrides)
     return Settings(**values)
@@ -200,7 +235,7 @@ async def _empty_tables(runtime: Runtime) -> None:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
         try:
             yield application
         finally:

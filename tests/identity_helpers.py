@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 import uuid
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
 
 from storefront.identity.models import User
 from storefront.platform.runtime import Runtime
+from storefront.platform.security.keys import generate_key
 
 ISSUER = "storefront"
 AUDIENCE = "storefront-api"
@@ -74,3 +78,29 @@ async def user_row(runtime: Runtime, user_id: str) -> User:
 async def count_users(runtime: Runtime) -> int:
     async with runtime.sessionmaker() as session:
         return len((await session.execute(select(User.id))).all())
+
+
+def sign(runtime: Runtime, claims: dict[str, Any], *, kid: str | None = "current") -> str:
+    """Sign claims with the app's own current key (EdDSA), like the server does."""
+    key = runtime.security.keys.ring.signing_key
+    assert key is not None
+    assert key.private_key is not None
+    headers = {} if kid is None else {"kid": key.kid if kid == "current" else kid}
+    return jwt.encode(claims, key.private_key, algorithm="EdDSA", headers=headers)
+
+
+def foreign_signed(claims: dict[str, Any], *, kid: str) -> str:
+    """Signed with a freshly generated key the server never saw, naming ``kid``."""
+    key = generate_key()
+    return jwt.encode(claims, key.private_key, algorithm="EdDSA", headers={"kid": kid})
+
+
+def hmac_with_public_key(runtime: Runtime, claims: dict[str, Any]) -> str:
+    """Algorithm confusion: HS256 keyed with the server's *public* key bytes."""
+    key = runtime.security.keys.ring.signing_key
+    assert key is not None
+    raw = key.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": key.kid}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    signature = hmac.new(raw, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64url(signature)}"

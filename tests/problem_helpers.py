@@ -41,4 +41,4 @@ def assert_problem(
 
 def without_request_specific(body: dict[str, Any]) -> dict[str, Any]:
     """A problem body minus the fields that differ from one request to the next."""
-    return {k: v for k, v in body.items() if k not in {"request_id", "instance"}}
+    return {k: v for k, v in body.items() if k not in {"request_id", "instance", "trace_id"}}

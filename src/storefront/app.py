@@ -7,30 +7,59 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
+from fastapi import APIRouter, Depends, FastAPI
+from redis.asyncio import Redis
 
 from storefront import __version__
 from storefront.catalog.routes import router as catalog_router
+from storefront.identity.routes import jwks_router
 from storefront.identity.routes import router as identity_router
 from storefront.orders.routes import router as orders_router
 from storefront.platform import health
+from storefront.platform.cache import ResponseCache
+from storefront.platform.cache.invalidation import CACHE_INFO_KEY
 from storefront.platform.db import create_engine, create_sessionmaker
 from storefront.platform.http.client_address import parse_networks
+from storefront.platform.http.cors import EXPOSED_HEADERS, StrictCORSMiddleware
 from storefront.platform.http.docs import install_docs
+from storefront.platform.http.limits import json_body_guard
 from storefront.platform.http.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from storefront.platform.http.problems import install_problem_handlers
 from storefront.platform.idempotency import IdempotencyStore
+from storefront.platform.jobs import JobQueue, build_job_queue
+from storefront.platform.mail import Mailer
+from storefront.platform.observability.middleware import ObservabilityMiddleware
+from storefront.platform.observability.setup import (
+    instrument_runtime,
+    setup_observability,
+    shutdown_observability,
+)
+from storefront.platform.observability.tracing import fastapi_telemetry
 from storefront.platform.redis import create_redis
 from storefront.platform.runtime import Runtime
+from storefront.platform.security.kit import build_security_kit
 from storefront.platform.security.passwords import PasswordHasher
 from storefront.platform.security.tokens import TokenService
+from storefront.platform.serving import install_drain_on_sigterm
+from storefront.protection import build_rate_limiter, install_protection
 from storefront.schema import head_revision
 from storefront.settings import Settings, get_settings
 from storefront.shops.routes import router as shops_router
 
 logger = logging.getLogger("storefront")
 API_PREFIX = "/api/v1"
+
+
+def build_cache(settings: Settings, redis: Redis | None) -> ResponseCache:
+    """The response cache shares the process's one Redis pool (L2); L1 only without it."""
+    return ResponseCache(
+        redis=redis,
+        prefix=settings.redis_prefix,
+        enabled=settings.cache.enabled,
+        ttl_seconds=settings.cache.ttl_seconds,
+        local_max_bytes=settings.cache.local_max_mb * 1024 * 1024,
+        lock_ms=settings.cache.fill_lock_ms,
+    )
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -46,9 +75,13 @@ def build_runtime(settings: Settings) -> Runtime:
         echo=db.echo,
     )
     auth = settings.auth
+    redis = create_redis(settings.redis_url) if settings.redis_url else None
+    cache = build_cache(settings, redis)
+    sessionmaker = create_sessionmaker(engine, info={CACHE_INFO_KEY: cache})
+    security = build_security_kit(auth, sessionmaker, redis, settings.redis_prefix)
     return Runtime(
         engine=engine,
-        sessionmaker=create_sessionmaker(engine),
+        sessionmaker=sessionmaker,
         passwords=PasswordHasher(
             time_cost=auth.argon2_time_cost,
             memory_kib=auth.argon2_memory_kib,
@@ -56,8 +89,7 @@ def build_runtime(settings: Settings) -> Runtime:
             max_threads=auth.hashing_threads,
         ),
         tokens=TokenService(
-            secret=auth.jwt_secret.get_secret_value(),
-            algorithm=auth.jwt_algorithm,
+            keys=security.keys.ring,
             issuer=auth.jwt_issuer,
             audience=auth.jwt_audience,
             access_ttl_seconds=auth.access_token_ttl_seconds,
@@ -66,29 +98,74 @@ def build_runtime(settings: Settings) -> Runtime:
             ttl=timedelta(hours=settings.idempotency.ttl_hours),
             lock_timeout=timedelta(seconds=settings.idempotency.lock_timeout_seconds),
         ),
-        redis=create_redis(settings.redis_url) if settings.redis_url else None,
+        security=security,
+        redis=redis,
+        cache=cache,
         redis_prefix=settings.redis_prefix,
         trusted_proxies=parse_networks(settings.trusted_proxies),
+        jobs=build_jobs(settings),
+        mailer=build_mailer(settings),
+    )
+
+
+def build_jobs(settings: Settings) -> JobQueue:
+    jobs = settings.jobs
+    return build_job_queue(
+        settings.broker_url,
+        queue=jobs.queue,
+        max_retries=jobs.max_retries,
+        base_delay=jobs.retry_base_delay_seconds,
+        max_delay=jobs.retry_max_delay_seconds,
+        concurrency=jobs.worker_concurrency,
+        shutdown_timeout=jobs.shutdown_timeout_seconds,
+    )
+
+
+def build_mailer(settings: Settings) -> Mailer | None:
+    smtp = settings.smtp
+    if smtp.host is None:
+        return None  # mail off: jobs that send mail skip it
+    return Mailer(
+        host=smtp.host,
+        port=smtp.port,
+        sender=smtp.sender,
+        username=smtp.username,
+        password=smtp.password.get_secret_value() if smtp.password else None,
+        security=smtp.security,
+        timeout_seconds=smtp.timeout_seconds,
     )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    observability = setup_observability(settings, __version__)  # logs, Sentry, tracer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = build_runtime(settings)
         runtime.expected_schema_revision = head_revision()
+        await runtime.security.keys.try_load()  # a fresh database gets its first key here
+        runtime.rate_limiter = build_rate_limiter(runtime, settings)
+        if runtime.jobs is not None:
+            await runtime.jobs.startup(runtime)  # the broker (in-process when no URL is set)
+        instrument_runtime(runtime, observability)
+        install_drain_on_sigterm(settings.observability.shutdown_drain_seconds)
         app.state.runtime = runtime
         logger.info("storefront started (environment=%s)", settings.environment.value)
         try:
             yield
         finally:
             runtime.shutting_down = True
+            if runtime.jobs is not None:
+                await runtime.jobs.shutdown()
+            if runtime.rate_limiter is not None:
+                await runtime.rate_limiter.aclose()
+            await runtime.cache.aclose()
             if runtime.redis is not None:
                 await runtime.redis.aclose()
             await runtime.engine.dispose()
             logger.info("storefront stopped")
+            shutdown_observability(observability)
 
     app = FastAPI(
         title="Storefront API",
@@ -98,23 +175,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         debug=False,
+        # the server span: FastAPI's own OpenTelemetry layer, outermost (issue 7)
+        telemetry=fastapi_telemetry(observability.tracer_provider),  # type: ignore[arg-type]
     )
     app.state.settings = settings
+    app.state.observability = observability
     install_problem_handlers(app)
     install_docs(app)
 
-    api = APIRouter(prefix=API_PREFIX)
+    limits = settings.protection
+    api = APIRouter(
+        prefix=API_PREFIX,
+        # 415 for non-JSON bodies on JSON routes; bounded nesting and array lengths
+        dependencies=[
+            Depends(
+                json_body_guard(
+                    max_depth=limits.max_json_depth, max_array_items=limits.max_json_array_items
+                )
+            )
+        ],
+    )
     for router in (identity_router, shops_router, catalog_router, orders_router):
         api.include_router(router)
     app.include_router(api)
+    app.include_router(jwks_router)
     app.include_router(health.router)
 
     # Outermost last: request id wraps everything, so even errors carry it.
+    # --- API protection (issue 4), innermost: load shedding -> body limit -> rate limit ->
+    # deadline (see storefront/protection.py). Keep it inside CORS (so browsers can read a
+    # 429/503) and inside security headers and request id (so refusals carry them too).
+    install_protection(app, settings)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            StrictCORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_credentials=False,
+            allow_credentials=settings.protection.cors_allow_credentials,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=[
                 "Authorization",
@@ -124,8 +220,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "If-None-Match",
                 "X-Request-ID",
             ],
-            expose_headers=["ETag", "Link", "Location", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
         )
     app.add_middleware(SecurityHeadersMiddleware)
+    # --- observability (issue 7): RED metrics, in-flight gauge and the access log line;
+    # just inside the request id, outside everything that may answer early (protection,
+    # CORS), so refusals are counted and logged too. The server span is FastAPI's (above).
+    app.add_middleware(ObservabilityMiddleware, record_metrics=observability.metrics_enabled)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,4 +1,4 @@
-"""The ``storefront`` command: serve, migrate, seed."""
+"""The ``storefront`` command: serve, migrate, seed, worker."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from storefront.identity.cli import keys_app
 from storefront.schema import migrations_dir
 from storefront.settings import get_settings
 
@@ -73,11 +74,62 @@ def seed(
 
 
 @app.command()
+def worker() -> None:
+    """Run the background-job worker for STOREFRONT_BROKER_URL (SIGTERM: finish and stop)."""
+    import logging
+    import signal
+
+    from storefront.app import build_runtime
+    from storefront.platform.jobs import run_worker
+
+    settings = get_settings()
+    if not settings.broker_url:
+        console.print(
+            "[red]STOREFRONT_BROKER_URL is not set:[/red] jobs then run inside the API "
+            "process and need no worker. Set it to redis://... or amqp://... to use one."
+        )
+        raise typer.Exit(code=2)
+    # issue 7: the API's log format, traces and a /metrics endpoint for the job metrics
+    from storefront import __version__
+    from storefront.platform.observability.metrics import serve_metrics
+    from storefront.platform.observability.setup import instrument_runtime, setup_observability
+
+    observability = setup_observability(settings, __version__)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+
+    async def main() -> None:
+        runtime = build_runtime(settings)
+        instrument_runtime(runtime, observability)
+        serve_metrics(settings.observability.worker_metrics_port, settings.host)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        assert runtime.jobs is not None  # noqa: S101 - build_runtime always builds one
+        console.print(f"Storefront worker consuming queue [bold]{settings.jobs.queue}[/bold]")
+        try:
+            await run_worker(runtime.jobs, runtime, stop)
+        finally:
+            if runtime.redis is not None:
+                await runtime.redis.aclose()
+            await runtime.engine.dispose()
+        console.print("Storefront worker stopped.")
+
+    asyncio.run(main())
+
+
+@app.command()
 def serve(
     reload: Annotated[bool, typer.Option(help="Development only: restart on changes")] = False,
 ) -> None:
     """Serve the API with uvicorn (host, port and workers from settings)."""
     import uvicorn
+
+    from storefront.platform.observability.setup import configure_logging_from
+    from storefront.platform.serving import prepare_multiprocess_metrics
 
     settings = get_settings()
     base = f"http://{settings.host}:{settings.port}"
@@ -89,6 +141,10 @@ def serve(
         soft_wrap=True,
         highlight=False,
     )
+    # issue 7: our log format for uvicorn's lines too (access lines come from the app), and
+    # a shared metrics directory when several worker processes serve (docs/operations.md)
+    configure_logging_from(settings)
+    prepare_multiprocess_metrics(1 if reload else settings.workers)
     uvicorn.run(
         "storefront.app:create_app",
         factory=True,
@@ -99,8 +155,16 @@ def serve(
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
         server_header=False,
         proxy_headers=False,
-        log_level="info",
+        log_level=settings.observability.log_level.lower(),
+        log_config=None,
+        access_log=False,
+        # a worker answers the supervisor's pings only once booted; a cold start on a busy
+        # host can take longer than uvicorn's 5 s default, which would kill it in a loop
+        timeout_worker_healthcheck=60,
     )
+
+
+app.add_typer(keys_app, name="keys")
 
 
 if __name__ == "__main__":

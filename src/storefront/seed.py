@@ -22,7 +22,7 @@ from storefront.platform.security.passwords import PasswordHasher
 from storefront.shops.models import Role
 from storefront.shops.service import ShopService
 
-DEMO_PASSWORD = "storefront-demo-2026"  # noqa: S105 - printed to the operator on purpose
+DEMO_PASSWORD = "storefront-demo-2026"  # noqa: S105  # nosec B105 - printed to the operator on purpose
 PRODUCTS_PER_SHOP = 400
 ORDERS_PER_SHOP = 8
 CATEGORIES = ("apparel", "books", "coffee", "garden", "kitchen", "toys", "tools", "music")
@@ -76,7 +76,7 @@ async def seed(
     console: Console,
 ) -> SeedReport:
     """Idempotent: existing users and shops are left as they are."""
-    rng = random.Random(2026)  # noqa: S311 - demo data, not security
+    rng = random.Random(2026)  # noqa: S311  # nosec B311 - demo data, not security
     report = SeedReport(created=False)
     now = datetime.now(UTC)
     with Progress(console=console, transient=False) as progress:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
+from limits import parse_many
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_JWT_SECRET = "change-me-development-only-secret-0123456789"  # noqa: S105
+DEFAULT_JWT_SECRET = "change-me-development-only-secret-0123456789"  # noqa: S105  # nosec B105
 
 
 class Environment(StrEnum):
@@ -35,8 +36,8 @@ class DatabaseSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
+    # seals signing keys and TOTP seeds at rest (access tokens are EdDSA-signed, see keys)
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
-    jwt_algorithm: str = "HS256"
     jwt_issuer: str = "storefront"
     jwt_audience: str = "storefront-api"
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=3600)
@@ -44,11 +45,107 @@ class AuthSettings(BaseModel):
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
     hashing_threads: int = Field(default=4, ge=1, le=64)
+    # sessions (refresh-token families)
+    session_idle_timeout_seconds: int = Field(default=14 * 86400, ge=60)
+    session_absolute_lifetime_seconds: int = Field(default=30 * 86400, ge=60)
+    refresh_overlap_seconds: int = Field(default=0, ge=0, le=300)  # 0 = off
+    recent_auth_seconds: int = Field(default=600, ge=30, le=86400)
+    mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)
+    totp_issuer: str = Field(default="Storefront", min_length=1, max_length=64)
+    # brute-force throttling of sign-in and MFA guesses
+    throttle_account_max_failures: int = Field(default=5, ge=1)
+    throttle_address_max_failures: int = Field(default=20, ge=1)
+    throttle_window_seconds: int = Field(default=900, ge=1)
+    throttle_base_delay_seconds: int = Field(default=30, ge=1)
+    throttle_max_delay_seconds: int = Field(default=900, ge=1)
+
+
+class CacheSettings(BaseModel):
+    """The response and query-result cache (L1 in-process, L2 Redis when configured)."""
+
+    enabled: bool = True  # off: every read goes to the database (comparisons, operators)
+    ttl_seconds: int = Field(default=300, ge=1, le=86400)
+    local_max_mb: int = Field(default=64, ge=1, le=4096)  # L1 size per process
+    fill_lock_ms: int = Field(default=2000, ge=10, le=30000)  # cross-process stampede lock
 
 
 class IdempotencySettings(BaseModel):
     ttl_hours: int = Field(default=24, ge=1)
     lock_timeout_seconds: int = Field(default=60, ge=1)
+
+
+class ObservabilitySettings(BaseModel):
+    """Logs, metrics, traces, error tracking and health (see docs/operations.md)."""
+
+    log_format: Literal["auto", "json", "console"] = "auto"  # auto: JSON in production
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_enabled: bool = True
+    # None: on when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set, else off
+    tracing_enabled: bool | None = None
+    trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    sentry_dsn: SecretStr | None = None
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    readiness_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    shutdown_drain_seconds: float = Field(default=3.0, ge=0, le=120)
+    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)  # job worker; 0 = off
+
+
+class ProtectionSettings(BaseModel):
+    """API protection (STOREFRONT_PROTECTION__*): rate-limit policies, input limits, shedding.
+
+    Rates use the `limits` notation: ``"300/minute"``, several joined by ``;``
+    (``"20/second;300/minute"``).
+    """
+
+    anonymous_rate: str = "300/minute"  # per client address, signed-out requests
+    user_rate: str = "1200/minute"  # per signed-in user
+    auth_rate: str = "30/minute"  # sign-in, MFA, register, password: per address...
+    auth_account_rate: str = "10/minute"  # ...and per account (email / MFA challenge)
+    expensive_rate: str = "20/hour"  # exports and bulk upserts, per user (or address)
+    rate_limit_strategy: Literal["sliding-window-counter", "moving-window"] = (
+        "sliding-window-counter"
+    )
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
+    redis_retry_seconds: float = Field(default=5.0, gt=0, le=300)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_bulk_body_bytes: int = Field(default=8_388_608, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=512)
+    max_json_array_items: int = Field(default=10_000, ge=1)  # backstop; schemas bound lists
+    max_in_flight: int = Field(default=512, ge=1)
+    shed_retry_after_seconds: int = Field(default=2, ge=1)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    cors_allow_credentials: bool = False
+
+    @field_validator(
+        "anonymous_rate", "user_rate", "auth_rate", "auth_account_rate", "expensive_rate"
+    )
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        parse_many(value)  # raises ValueError naming the bad rate
+        return value
+
+
+class JobsSettings(BaseModel):
+    """Background jobs (STOREFRONT_JOBS__*); the broker itself is STOREFRONT_BROKER_URL."""
+
+    queue: str = Field(default="storefront.jobs", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    max_retries: int = Field(default=5, ge=0, le=50)
+    retry_base_delay_seconds: float = Field(default=2.0, ge=0, le=3600)
+    retry_max_delay_seconds: float = Field(default=300.0, ge=0, le=86400)
+    worker_concurrency: int = Field(default=10, ge=1, le=1000)
+    shutdown_timeout_seconds: float = Field(default=20.0, ge=0, le=600)
+
+
+class SmtpSettings(BaseModel):
+    """Outgoing mail (STOREFRONT_SMTP__*), used by background jobs; no host: mail is off."""
+
+    host: str | None = None
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    security: Literal["none", "starttls", "tls"] = "none"
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    sender: str = Field(default="Storefront <orders@storefront.test>", min_length=3)
 
 
 class Settings(BaseSettings):
@@ -76,6 +173,13 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    broker_url: str | None = None  # redis://... or amqp://...; unset: jobs run in-process
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    rate_limit_enabled: bool = True  # STOREFRONT_RATE_LIMIT_ENABLED=false: off (load tests)
+    protection: ProtectionSettings = Field(default_factory=ProtectionSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -93,6 +197,15 @@ class Settings(BaseSettings):
         for entry in value:
             ipaddress.ip_network(entry, strict=False)  # raises ValueError: a clear error
         return value
+
+    @model_validator(mode="after")
+    def _refuse_wildcard_with_credentials(self) -> Self:
+        if "*" in self.cors_origins and self.protection.cors_allow_credentials:
+            raise ValueError(
+                "STOREFRONT_CORS_ORIGINS='*' with STOREFRONT_PROTECTION__CORS_ALLOW_CREDENTIALS "
+                "would let any site act as the signed-in user; list the origins explicitly"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:

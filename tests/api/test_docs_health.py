@@ -238,7 +238,7 @@ async def test_readyz_is_503_while_shutting_down(
 async def dead_db_client() -> AsyncIterator[httpx2.AsyncClient]:
     """An app whose primary database is unreachable (nothing listens on port 1)."""
     app = create_app(make_settings(UNREACHABLE_DB))
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
             yield c

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,14 +11,17 @@ from typing import Any
 import pytest
 
 from storefront.platform.runtime import Runtime
-from storefront.settings import Settings
+from storefront.settings import DEFAULT_JWT_SECRET, Settings
 from tests.factories import PASSWORD, V1, Api, unique
 from tests.identity_helpers import (
     access_claims,
     b64url,
     count_users,
+    foreign_signed,
+    hmac_with_public_key,
     peek_claims,
     set_user,
+    sign,
     signed_token,
     unsigned_token,
     user_row,
@@ -31,7 +33,7 @@ LOGIN = f"{V1}/auth/login"
 TOKEN = f"{V1}/auth/token"
 ME = f"{V1}/users/me"
 USER_FIELDS = {"id", "email", "display_name", "created_at"}
-TOKEN_FIELDS = {"access_token", "token_type", "expires_in"}
+TOKEN_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 
 
 def new_email() -> str:
@@ -406,68 +408,69 @@ async def test_me_ignores_non_bearer_credentials(api: Api, authorization: str) -
     assert r.headers["www-authenticate"].startswith("Bearer")
 
 
-TokenMaker = Callable[[Runtime, str, str], str]
+TokenMaker = Callable[[Runtime, str], str]
 
 
-def _other_secret(_rt: Runtime, uid: str, _secret: str) -> str:
-    return signed_token(access_claims(uid), "another-secret-that-is-long-enough-0123456789")
+def _other_key_same_kid(rt: Runtime, uid: str) -> str:
+    key = rt.security.keys.ring.signing_key
+    assert key is not None
+    return foreign_signed(access_claims(uid), kid=key.kid)
 
 
-def _tampered(rt: Runtime, uid: str, _secret: str) -> str:
+def _tampered(rt: Runtime, uid: str) -> str:
     header, _payload, sig = rt.tokens.issue(uid).split(".")
     forged = b64url(json.dumps(access_claims(str(uuid.uuid4()))).encode())
     return f"{header}.{forged}.{sig}"
 
 
-def _hs512_with_the_right_secret(_rt: Runtime, uid: str, secret: str) -> str:
-    with warnings.catch_warnings():  # PyJWT warns the key is short for SHA-512; not the point
-        warnings.simplefilter("ignore")
-        return signed_token(access_claims(uid), secret, "HS512")
+def _hs256_with_the_old_secret(_rt: Runtime, uid: str) -> str:
+    return signed_token(access_claims(uid), DEFAULT_JWT_SECRET)
 
 
 BAD_TOKENS: dict[str, TokenMaker] = {
-    "garbage": lambda _rt, _uid, _s: "not-a-jwt",
-    "three-garbage-parts": lambda _rt, _uid, _s: "abc.def.ghi",
-    "expired": lambda rt, uid, _s: rt.tokens.issue(
+    "garbage": lambda _rt, _uid: "not-a-jwt",
+    "three-garbage-parts": lambda _rt, _uid: "abc.def.ghi",
+    "expired": lambda rt, uid: rt.tokens.issue(
         uid, now=datetime.now(UTC) - timedelta(seconds=rt.tokens.access_ttl_seconds + 60)
     ),
-    "wrong-typ": lambda rt, uid, _s: rt.tokens.issue(uid, token_type="refresh"),
-    "mfa-typ": lambda rt, uid, _s: rt.tokens.issue(uid, token_type="mfa"),
-    "other-secret": _other_secret,
-    "alg-none": lambda _rt, uid, _s: unsigned_token(access_claims(uid), alg="none"),
-    "alg-None-cased": lambda _rt, uid, _s: unsigned_token(access_claims(uid), alg="None"),
-    "unknown-alg": lambda _rt, uid, _s: unsigned_token(
+    "wrong-typ": lambda rt, uid: rt.tokens.issue(uid, token_type="refresh"),
+    "mfa-typ": lambda rt, uid: rt.tokens.issue(uid, token_type="mfa"),
+    "other-key-same-kid": _other_key_same_kid,
+    "unknown-kid": lambda _rt, uid: foreign_signed(access_claims(uid), kid="not-a-known-kid"),
+    "no-kid": lambda rt, uid: sign(rt, access_claims(uid), kid=None),
+    "alg-none": lambda _rt, uid: unsigned_token(access_claims(uid), alg="none"),
+    "alg-None-cased": lambda _rt, uid: unsigned_token(access_claims(uid), alg="None"),
+    "unknown-alg": lambda _rt, uid: unsigned_token(
         access_claims(uid), alg="HS999", signature="c2ln"
     ),
-    "hs512-right-secret": _hs512_with_the_right_secret,
+    "hs256-keyed-with-the-public-key": lambda rt, uid: hmac_with_public_key(rt, access_claims(uid)),
+    "hs256-old-secret": _hs256_with_the_old_secret,
     "tampered-payload": _tampered,
-    "wrong-audience": lambda _rt, uid, s: signed_token(access_claims(uid, aud="other-api"), s),
-    "wrong-issuer": lambda _rt, uid, s: signed_token(access_claims(uid, iss="evil"), s),
-    "no-typ": lambda _rt, uid, s: signed_token(access_claims(uid, typ=None), s),
-    "no-jti": lambda _rt, uid, s: signed_token(access_claims(uid, jti=None), s),
-    "no-exp": lambda _rt, uid, s: signed_token(access_claims(uid, exp=None), s),
-    "sub-not-uuid": lambda _rt, _uid, s: signed_token(access_claims("admin"), s),
-    "sub-unknown-user": lambda _rt, _uid, s: signed_token(access_claims(str(uuid.uuid4())), s),
+    "wrong-audience": lambda rt, uid: sign(rt, access_claims(uid, aud="other-api")),
+    "wrong-issuer": lambda rt, uid: sign(rt, access_claims(uid, iss="evil")),
+    "no-typ": lambda rt, uid: sign(rt, access_claims(uid, typ=None)),
+    "no-jti": lambda rt, uid: sign(rt, access_claims(uid, jti=None)),
+    "no-exp": lambda rt, uid: sign(rt, access_claims(uid, exp=None)),
+    "sub-not-uuid": lambda rt, _uid: sign(rt, access_claims("admin")),
+    "sub-unknown-user": lambda rt, _uid: sign(rt, access_claims(str(uuid.uuid4()))),
 }
 
 
 async def test_a_hand_built_token_is_accepted_when_everything_is_right(
-    api: Api, settings: Settings
+    api: Api, runtime: Runtime
 ) -> None:
     """Control for the refusals below: the hand-built tokens differ only in what they test."""
     user = await api.user()
-    token = signed_token(access_claims(user.id), settings.auth.jwt_secret.get_secret_value())
+    token = sign(runtime, access_claims(user.id))
     r = await api.client.get(ME, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
     assert r.json()["id"] == user.id
 
 
 @pytest.mark.parametrize("case", list(BAD_TOKENS))
-async def test_me_refuses_an_invalid_token(
-    api: Api, runtime: Runtime, settings: Settings, case: str
-) -> None:
+async def test_me_refuses_an_invalid_token(api: Api, runtime: Runtime, case: str) -> None:
     user = await api.user()
-    token = BAD_TOKENS[case](runtime, user.id, settings.auth.jwt_secret.get_secret_value())
+    token = BAD_TOKENS[case](runtime, user.id)
 
     r = await api.client.get(ME, headers={"Authorization": f"Bearer {token}"})
 

@@ -237,7 +237,7 @@ async def test_an_unhandled_error_is_a_bare_500_problem(
 
     body = assert_problem(r, 500, slug="internal-error", instance=path)
     assert body["title"] == "Internal Server Error"
-    assert set(body) == {"type", "title", "status", "detail", "instance", "request_id"}
+    assert set(body) == {"type", "title", "status", "detail", "instance", "request_id", "trace_id"}
     for leak in (
         "Traceback",
         'File "',

@@ -11,7 +11,7 @@ from tests.conftest import make_settings
 
 async def test_healthz_reports_redis(sqlite_url: str, redis_url: str, redis_prefix: str) -> None:
     app = create_app(make_settings(sqlite_url, redis_url=redis_url, redis_prefix=redis_prefix))
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         runtime = app.state.runtime
         assert runtime.redis is not None
         transport = httpx2.ASGITransport(app=app)
@@ -22,7 +22,7 @@ async def test_healthz_reports_redis(sqlite_url: str, redis_url: str, redis_pref
 
 async def test_healthz_reports_redis_down(sqlite_url: str) -> None:
     app = create_app(make_settings(sqlite_url, redis_url="redis://127.0.0.1:1/0"))
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
             r = await client.get("/healthz")

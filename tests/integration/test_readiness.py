@@ -16,7 +16,7 @@ from tests.conftest import make_settings
 
 async def _readyz(url: str) -> httpx2.Response:
     app = create_app(make_settings(url))
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
             return await client.get("/readyz")

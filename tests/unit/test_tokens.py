@@ -1,8 +1,10 @@
-"""TokenService: signed access tokens, and everything that must not verify."""
+"""TokenService: EdDSA-signed access tokens with a kid, and everything that must not verify."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import uuid
 import warnings
@@ -11,11 +13,13 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from storefront.platform.security.tokens import ACCESS, InvalidToken, TokenService
+from storefront.platform.security.keys import KeyRing, SigningKey, generate_key
+from storefront.platform.security.tokens import ACCESS, InvalidToken, TokenService, UnknownKey
 from tests.identity_helpers import access_claims, b64url, signed_token, unsigned_token
 
-SECRET = "unit-test-secret-that-is-long-enough-for-hs256!"
+KEY = generate_key()
 ISSUER = "storefront"
 AUDIENCE = "storefront-api"
 TTL = 900
@@ -23,8 +27,7 @@ TTL = 900
 
 def service(**overrides: Any) -> TokenService:
     values: dict[str, Any] = {
-        "secret": SECRET,
-        "algorithm": "HS256",
+        "keys": KeyRing([KEY]),
         "issuer": ISSUER,
         "audience": AUDIENCE,
         "access_ttl_seconds": TTL,
@@ -40,6 +43,11 @@ def tokens() -> TokenService:
 
 def subject() -> str:
     return str(uuid.uuid4())
+
+
+def key_signed(claims: dict[str, Any], key: SigningKey = KEY, **header: Any) -> str:
+    headers = {"kid": key.kid, **header}
+    return jwt.encode(claims, key.private_key, algorithm="EdDSA", headers=headers)
 
 
 def unb64url(part: str) -> bytes:
@@ -72,7 +80,8 @@ def test_issued_token_carries_the_documented_claims(tokens: TokenService) -> Non
     header = json.loads(unb64url(token.split(".")[0]))
     raw = jwt.decode(token, options={"verify_signature": False})
 
-    assert header["alg"] == "HS256"
+    assert header["alg"] == "EdDSA"
+    assert header["kid"] == KEY.kid
     assert set(raw) == {"iss", "aud", "sub", "typ", "jti", "iat", "exp", "auth_time", "sid"}
     assert raw["iss"] == ISSUER
     assert raw["aud"] == AUDIENCE
@@ -114,7 +123,7 @@ def test_a_token_just_short_of_expiry_still_verifies(tokens: TokenService) -> No
 def test_a_hand_built_token_with_the_same_key_verifies(tokens: TokenService) -> None:
     """Control for the refusals below: they differ from this token only in what they test."""
     sub = subject()
-    assert tokens.verify(signed_token(access_claims(sub), SECRET)).subject == sub
+    assert tokens.verify(key_signed(access_claims(sub))).subject == sub
 
 
 # --- what must not verify -----------------------------------------------------------------
@@ -164,15 +173,62 @@ def test_a_token_from_another_issuer_is_refused(tokens: TokenService) -> None:
 def test_missing_or_foreign_audience_and_issuer_are_refused(
     tokens: TokenService, claims: dict[str, Any]
 ) -> None:
-    token = signed_token(access_claims(subject(), **claims), SECRET)
+    token = key_signed(access_claims(subject(), **claims))
     with pytest.raises(InvalidToken):
         tokens.verify(token)
 
 
-def test_a_token_signed_with_another_secret_is_refused(tokens: TokenService) -> None:
-    other = service(secret="a-completely-different-secret-0123456789")
+def test_a_token_signed_with_another_key_under_our_kid_is_refused(tokens: TokenService) -> None:
+    impostor = generate_key()
+    forged = jwt.encode(
+        access_claims(subject()),
+        impostor.private_key,
+        algorithm="EdDSA",
+        headers={"kid": KEY.kid},
+    )
     with pytest.raises(InvalidToken, match="ignature"):
+        tokens.verify(forged)
+
+
+def test_a_token_with_an_unknown_kid_is_refused(tokens: TokenService) -> None:
+    other = service(keys=KeyRing([generate_key()]))
+    with pytest.raises(UnknownKey):
         tokens.verify(other.issue(subject()))
+
+
+def test_a_token_without_a_kid_is_refused(tokens: TokenService) -> None:
+    token = jwt.encode(access_claims(subject()), KEY.private_key, algorithm="EdDSA")
+    with pytest.raises(InvalidToken, match="key id"):
+        tokens.verify(token)
+
+
+def test_after_a_rotation_old_tokens_verify_and_the_new_key_signs() -> None:
+    ring = KeyRing([KEY])
+    tokens = service(keys=ring)
+    before = tokens.issue(subject())
+    newer = generate_key(now=KEY.created_at + timedelta(seconds=1))
+    ring.add(newer)
+    after = tokens.issue(subject())
+    assert json.loads(unb64url(after.split(".")[0]))["kid"] == newer.kid
+    assert tokens.verify(before).token_type == ACCESS
+    assert tokens.verify(after).token_type == ACCESS
+    assert [k["kid"] for k in ring.jwks()["keys"]] == [newer.kid, KEY.kid]
+
+
+def test_the_jwks_holds_public_keys_only() -> None:
+    jwks = KeyRing([KEY]).jwks()
+    [jwk] = jwks["keys"]
+    assert jwk["kty"] == "OKP"
+    assert jwk["crv"] == "Ed25519"
+    assert jwk["alg"] == "EdDSA"
+    assert jwk["kid"] == KEY.kid
+    assert "d" not in jwk  # the private part
+    assert jwt.PyJWK(jwk).key is not None
+
+
+def test_a_ring_without_keys_cannot_sign() -> None:
+    with pytest.raises(RuntimeError):
+        service(keys=KeyRing()).issue(subject())
 
 
 @pytest.mark.parametrize("byte", [0, 15, -1])
@@ -213,36 +269,41 @@ def test_alg_none_with_a_signature_attached_is_refused(tokens: TokenService) -> 
         tokens.verify(token)
 
 
-def test_a_service_for_unsigned_tokens_cannot_be_built() -> None:
-    with pytest.raises(ValueError, match="unsigned"):
-        service(algorithm="none")
-
-
-@pytest.mark.parametrize("alg", ["HS999", "XYZ", "", "RS256", "ES256", "EdDSA"])
+@pytest.mark.parametrize("alg", ["HS999", "XYZ", "", "RS256", "ES256", "HS256"])
 def test_an_unknown_or_unexpected_algorithm_header_is_refused(
     tokens: TokenService, alg: str
 ) -> None:
     _header, payload, signature = tokens.issue(subject()).split(".")
-    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT", "kid": KEY.kid}).encode())
     with pytest.raises(InvalidToken):
         tokens.verify(f"{header}.{payload}.{signature}")
 
 
-@pytest.mark.parametrize("alg", ["HS384", "HS512"])
-def test_a_stronger_hmac_with_the_right_secret_is_still_refused(
-    tokens: TokenService, alg: str
-) -> None:
-    """Only the configured algorithm is accepted, never whatever the header names."""
-    with warnings.catch_warnings():  # PyJWT: the key is short for SHA-512; beside the point
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+def test_an_hmac_keyed_with_our_public_key_is_refused(tokens: TokenService, alg: str) -> None:
+    """Algorithm confusion: only EdDSA is accepted, never whatever the header names."""
+    public = KEY.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT", "kid": KEY.kid}).encode())
+    payload = b64url(json.dumps(access_claims(subject())).encode())
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
+    mac = hmac.new(public, f"{header}.{payload}".encode(), digest).digest()
+    with pytest.raises(InvalidToken):
+        tokens.verify(f"{header}.{payload}.{b64url(mac)}")
+
+
+def test_an_hs256_token_with_a_shared_secret_is_refused(tokens: TokenService) -> None:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        token = signed_token(access_claims(subject()), SECRET, alg)
+        token = signed_token(access_claims(subject()), "x" * 40)
     with pytest.raises(InvalidToken):
         tokens.verify(token)
 
 
 @pytest.mark.parametrize("claim", ["exp", "iat", "sub", "typ", "jti", "auth_time"])
 def test_a_token_missing_a_required_claim_is_refused(tokens: TokenService, claim: str) -> None:
-    token = signed_token(access_claims(subject(), **{claim: None}), SECRET)
+    token = key_signed(access_claims(subject(), **{claim: None}))
     with pytest.raises(InvalidToken):
         tokens.verify(token)
 
@@ -262,6 +323,6 @@ def test_garbage_is_refused_as_invalid_not_crashed_on(tokens: TokenService, toke
     ids=["numeric-sub", "string-exp", "string-iat", "no-times"],
 )
 def test_malformed_claims_are_refused(tokens: TokenService, claims: dict[str, Any]) -> None:
-    token = signed_token(access_claims(subject(), **claims), SECRET)
+    token = key_signed(access_claims(subject(), **claims))
     with pytest.raises(InvalidToken):
         tokens.verify(token)

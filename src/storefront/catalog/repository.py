@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, select, update
+from sqlalchemy import Row, Select, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.catalog.models import Product, ProductStatus
@@ -77,11 +77,14 @@ class ProductRepository:
             await self.session.refresh(row)
         return row
 
-    async def upsert_many(self, items: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    async def upsert_many(
+        self, items: Sequence[dict[str, Any]]
+    ) -> tuple[int, int, list[uuid.UUID]]:
         """One INSERT .. ON CONFLICT (shop_id, sku) DO UPDATE for the whole batch.
 
         A row the statement created comes back with version 1; an updated row with a
-        bumped version, so one round trip also tells created from updated.
+        bumped version, so one round trip also tells created from updated (and gives the
+        ids of every row written, for cache invalidation).
         """
         now = utcnow()
         rows = [
@@ -109,11 +112,11 @@ class ProductRepository:
                     "updated_at": now,
                 },
             )
-            .returning(Product.version)
+            .returning(Product.id, Product.version)
         )
-        versions = (await self.session.execute(stmt)).scalars().all()
-        created = sum(1 for v in versions if v == 1)
-        return created, len(versions) - created
+        written = (await self.session.execute(stmt)).all()
+        created = sum(1 for row in written if row.version == 1)
+        return created, len(written) - created, [row.id for row in written]
 
     async def take_stock(
         self, product_id: uuid.UUID, quantity: int
@@ -165,3 +168,25 @@ class ProductRepository:
             )
             .execution_options(synchronize_session=False)
         )
+
+    async def summary(self) -> list[tuple[Any, ...]]:
+        """Per (category, currency) of the active catalog: product count, products in
+        stock, units in stock, lowest and highest price. One aggregate over the shop's
+        active-products index."""
+        in_stock = func.sum(case((Product.stock > 0, 1), else_=0))
+        stmt = (
+            select(
+                Product.category,
+                Product.currency,
+                func.count(),
+                in_stock,
+                func.coalesce(func.sum(Product.stock), 0),
+                func.min(Product.price_cents),
+                func.max(Product.price_cents),
+            )
+            .where(Product.shop_id == self.shop_id, Product.status == ProductStatus.active)
+            .group_by(Product.category, Product.currency)
+            .order_by(Product.category, Product.currency)
+        )
+        result = await self.session.execute(stmt)
+        return [tuple(row) for row in result.all()]

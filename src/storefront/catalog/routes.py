@@ -1,22 +1,30 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from storefront.catalog.schemas import BulkIn, BulkOut, ProductIn, ProductOut, ProductPatch
+from storefront.catalog.reads import CatalogReads
+from storefront.catalog.schemas import (
+    BulkIn,
+    BulkOut,
+    CatalogSummaryOut,
+    ProductIn,
+    ProductOut,
+    ProductPatch,
+)
 from storefront.catalog.service import CatalogService
 from storefront.identity.deps import CurrentPrincipal
 from storefront.platform.errors import PreconditionFailed
 from storefront.platform.http import etag
-from storefront.platform.http.deps import SessionDep
-from storefront.platform.http.pagination import Page, PageParamsDep, encode_cursor, set_next_link
+from storefront.platform.http.cached import cached_response
+from storefront.platform.http.deps import RuntimeDep, SessionDep
+from storefront.platform.http.pagination import Page, PageParamsDep, next_link
 from storefront.platform.http.responses import PROBLEM_RESPONSES
 from storefront.shops.service import ShopService
 
 router = APIRouter(tags=["catalog"])
-REVALIDATE = "no-cache"
 
 
 def _representation(product: object) -> tuple[bytes, str]:
@@ -24,46 +32,67 @@ def _representation(product: object) -> tuple[bytes, str]:
     return body, etag.strong_etag(body)
 
 
+CACHED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **PROBLEM_RESPONSES,
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+}
+IfNoneMatch = Annotated[str | None, Header(max_length=1024)]
+
+
 @router.get(
-    "/shops/{shop_id}/products", response_model=Page[ProductOut], responses=PROBLEM_RESPONSES
+    "/shops/{shop_id}/products", response_model=Page[ProductOut], responses=CACHED_RESPONSES
 )
 async def list_products(
     shop_id: uuid.UUID,
     request: Request,
-    response: Response,
-    session: SessionDep,
+    runtime: RuntimeDep,
     page: PageParamsDep,
     q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     category: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-) -> Page[ProductOut]:
-    await ShopService(session).get(shop_id)
-    items, last = await CatalogService(session, shop_id).list_page(
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    entry, source = await CatalogReads(runtime, shop_id).listing(
         limit=page.limit, after=page.after, q=q, category=category
     )
-    next_cursor = encode_cursor(last) if last else None
-    set_next_link(request, response, next_cursor)
-    return Page[ProductOut](
-        items=[ProductOut.model_validate(p) for p in items], next_cursor=next_cursor
-    )
+    headers = {}
+    if next_cursor := entry.meta.get("next_cursor"):
+        headers["Link"] = next_link(request, next_cursor)
+    return cached_response(entry, source, if_none_match, headers=headers)
 
 
 @router.get(
     "/shops/{shop_id}/products/{product_id}",
     response_model=ProductOut,
-    responses={**PROBLEM_RESPONSES, 304: {"description": "Not modified"}},
+    responses=CACHED_RESPONSES,
 )
 async def get_product(
     shop_id: uuid.UUID,
     product_id: uuid.UUID,
-    session: SessionDep,
-    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+    runtime: RuntimeDep,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
-    product = await CatalogService(session, shop_id).get(product_id)
-    body, tag = _representation(product)
-    headers = {"ETag": tag, "Cache-Control": REVALIDATE}
-    if etag.none_match(if_none_match, tag):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    entry, source = await CatalogReads(runtime, shop_id).product(product_id)
+    return cached_response(entry, source, if_none_match)
+
+
+@router.get(
+    "/shops/{shop_id}/catalog/summary",
+    response_model=CatalogSummaryOut,
+    responses=CACHED_RESPONSES,
+    summary="Counts and price range per category of the shop's active catalog",
+    description=(
+        "Anyone may read it. One entry per (category, currency) of the shop's active "
+        "products: how many, how many have stock, units in stock, lowest and highest price "
+        "in minor units. The result is cached (query-result cache) until the next write to "
+        "the shop's catalog, including stock taken or returned by orders; the response "
+        "carries a strong `ETag` and `If-None-Match` gives 304."
+    ),
+)
+async def catalog_summary(
+    shop_id: uuid.UUID, runtime: RuntimeDep, if_none_match: IfNoneMatch = None
+) -> Response:
+    entry, source = await CatalogReads(runtime, shop_id).summary()
+    return cached_response(entry, source, if_none_match)
 
 
 @router.post(

@@ -92,3 +92,19 @@ class BulkIn(BaseModel):
 class BulkOut(BaseModel):
     created: int
     updated: int
+
+
+class CategorySummary(BaseModel):
+    category: str
+    currency: str
+    products: int = Field(description="active products in this category and currency")
+    in_stock: int = Field(description="of which have stock left")
+    units_in_stock: int
+    min_price_cents: int
+    max_price_cents: int
+
+
+class CatalogSummaryOut(BaseModel):
+    shop_id: uuid.UUID
+    products: int = Field(description="active products in the shop")
+    categories: list[CategorySummary]

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.catalog.models import Product
 from storefront.catalog.repository import ProductRepository
-from storefront.catalog.schemas import ProductIn
+from storefront.catalog.schemas import CatalogSummaryOut, CategorySummary, ProductIn
+from storefront.platform.cache import invalidate_after_commit
 from storefront.platform.errors import (
     Conflict,
     InsufficientStock,
@@ -21,6 +22,16 @@ from storefront.platform.errors import (
 )
 
 UPSERT_BATCH = 1000
+
+
+def product_tag(product_id: uuid.UUID) -> str:
+    """Cache tag of one product's representation."""
+    return f"product:{product_id}"
+
+
+def catalog_tag(shop_id: uuid.UUID) -> str:
+    """Cache tag of everything derived from a shop's whole catalog (listings, summary)."""
+    return f"catalog:{shop_id}"
 
 
 class UnknownProduct(UnprocessableEntity):
@@ -43,6 +54,12 @@ class CatalogService:
         self.session = session
         self.shop_id = shop_id
         self.products = ProductRepository(session, shop_id)
+
+    def _changed(self, product_ids: Iterable[uuid.UUID]) -> None:
+        """Cached representations of these products and of the shop's catalog go stale
+        once this transaction commits (stock included: it is part of the product)."""
+        tags = [catalog_tag(self.shop_id), *(product_tag(p) for p in product_ids)]
+        invalidate_after_commit(self.session, tags)
 
     async def list_page(
         self, *, limit: int, after: uuid.UUID | None, q: str | None, category: str | None
@@ -67,6 +84,7 @@ class CatalogService:
                 await self.products.add(product)
         except IntegrityError as exc:
             raise Conflict(f"This shop already has a product with sku {data.sku!r}.") from exc
+        self._changed([product.id])
         return product
 
     async def update(
@@ -79,18 +97,21 @@ class CatalogService:
                     "The product changed since you read it; fetch it again and retry."
                 )
             raise NotFound("No such product in this shop.")
+        self._changed([product.id])
         return updated
 
     async def archive(self, product_id: uuid.UUID) -> None:
         if not await self.products.archive(product_id):
             raise NotFound("No such product in this shop.")
+        self._changed([product_id])
 
     async def upsert_many(self, items: Sequence[ProductIn]) -> tuple[int, int]:
         created = updated = 0
         for start in range(0, len(items), UPSERT_BATCH):
             batch = [i.model_dump() for i in items[start : start + UPSERT_BATCH]]
-            c, u = await self.products.upsert_many(batch)
+            c, u, ids = await self.products.upsert_many(batch)
             created, updated = created + c, updated + u
+            self._changed(ids)
         return created, updated
 
     async def reserve(self, lines: Iterable[tuple[uuid.UUID, int]]) -> list[ReservedItem]:
@@ -114,8 +135,32 @@ class CatalogService:
             reserved.append(
                 ReservedItem(row.id, row.sku, row.name, row.price_cents, row.currency, quantity)
             )
+        self._changed(item.product_id for item in reserved)
         return reserved
 
     async def release(self, lines: Iterable[tuple[uuid.UUID, int]]) -> None:
-        for product_id, quantity in sorted(lines):
+        returned = sorted(lines)
+        for product_id, quantity in returned:
             await self.products.return_stock(product_id, quantity)
+        self._changed(product_id for product_id, _ in returned)
+
+    async def summary(self) -> CatalogSummaryOut:
+        """Counts and price range per category (and currency) of the active catalog."""
+        rows = await self.products.summary()
+        categories = [
+            CategorySummary(
+                category=category,
+                currency=currency,
+                products=int(count),
+                in_stock=int(in_stock),
+                units_in_stock=int(units),
+                min_price_cents=int(low),
+                max_price_cents=int(high),
+            )
+            for category, currency, count, in_stock, units, low, high in rows
+        ]
+        return CatalogSummaryOut(
+            shop_id=self.shop_id,
+            products=sum(c.products for c in categories),
+            categories=categories,
+        )

@@ -48,5 +48,47 @@ class UserOut(BaseModel):
 
 class TokenOut(BaseModel):
     access_token: str
+    refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int
+
+
+class MfaRequiredOut(BaseModel):
+    mfa_required: Literal[True] = True
+    mfa_token: str
+
+
+class MfaVerifyIn(StrictModel):
+    mfa_token: Annotated[str, Field(min_length=1, max_length=4096)]
+    code: Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class RefreshIn(StrictModel):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class CodeIn(StrictModel):
+    code: Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class PasswordChangeIn(StrictModel):
+    current_password: Annotated[str, Field(min_length=1, max_length=128)]
+    new_password: Password
+
+
+class TotpEnrolmentOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    ip_address: str | None
+    current: bool

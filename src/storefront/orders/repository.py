@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storefront.orders.models import Order, OrderStatus
+from storefront.orders.models import Order, OrderLine, OrderStatus
 from storefront.platform.db import utcnow
+
+_EXPORT_ORDER_COLUMNS = (
+    Order.id,
+    Order.shop_id,
+    Order.customer_id,
+    Order.status,
+    Order.currency,
+    Order.total_cents,
+    Order.shipping_address,
+    Order.created_at,
+    Order.updated_at,
+)
+_EXPORT_LINE_COLUMNS = (
+    OrderLine.order_id,
+    OrderLine.product_id,
+    OrderLine.sku,
+    OrderLine.name,
+    OrderLine.unit_price_cents,
+    OrderLine.quantity,
+    OrderLine.line_total_cents,
+)
+
+# (order row, its line rows) for each order of a batch
+ExportBatch = list[tuple[Any, list[Any]]]
 
 
 class OrderRepository:
@@ -52,6 +77,37 @@ class OrderRepository:
             stmt = stmt.where(Order.id > after)
         stmt = stmt.order_by(Order.id).limit(limit).options(selectinload(Order.lines))
         return (await self.session.execute(stmt)).scalars().all()
+
+    async def stream_batches(
+        self, *, status: OrderStatus | None, after: uuid.UUID | None, batch_size: int
+    ) -> AsyncGenerator[ExportBatch, None]:
+        """Every matching order with its lines, in id order, ``batch_size`` orders at a time.
+
+        The orders come from one server-side cursor (``stream`` + ``yield_per``), so memory
+        holds one batch whatever the total; the lines of a batch are read in one query.
+        Plain rows, not ORM objects: nothing accumulates in the session.
+        """
+        stmt = self._base().with_only_columns(*_EXPORT_ORDER_COLUMNS)
+        if status is not None:
+            stmt = stmt.where(Order.status == status)
+        if after is not None:
+            stmt = stmt.where(Order.id > after)
+        stmt = stmt.order_by(Order.id)
+        result = await self.session.stream(stmt, execution_options={"yield_per": batch_size})
+        try:
+            async for orders in result.partitions():
+                ids = [row.id for row in orders]
+                lines = await self.session.execute(
+                    select(*_EXPORT_LINE_COLUMNS)
+                    .where(OrderLine.order_id.in_(ids))
+                    .order_by(OrderLine.order_id, OrderLine.position)
+                )
+                by_order: dict[uuid.UUID, list[Any]] = {}
+                for line in lines:
+                    by_order.setdefault(line.order_id, []).append(line)
+                yield [(order, by_order.get(order.id, [])) for order in orders]
+        finally:
+            await result.close()
 
     async def transition(
         self, order_id: uuid.UUID, *, allowed_from: set[OrderStatus], to: OrderStatus

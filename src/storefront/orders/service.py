@@ -9,10 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.catalog.service import CatalogService
 from storefront.identity.deps import Principal
+from storefront.orders.export import OrderExport
 from storefront.orders.models import Order, OrderLine, OrderStatus
 from storefront.orders.repository import OrderRepository
 from storefront.orders.schemas import OrderIn
+from storefront.orders.tasks import send_order_confirmation
 from storefront.platform.errors import InvalidTransition, NotFound, UnprocessableEntity
+from storefront.platform.jobs import JobQueue
+from storefront.platform.observability import metrics
 from storefront.shops.service import ShopService
 
 # who may cancel from which state
@@ -26,9 +30,13 @@ class MixedCurrencies(UnprocessableEntity):
 
 
 class OrderService:
-    def __init__(self, session: AsyncSession, shop_id: uuid.UUID) -> None:
+    def __init__(
+        self, session: AsyncSession, shop_id: uuid.UUID, *, jobs: JobQueue | None = None
+    ) -> None:
+        """``jobs``: where follow-up jobs (the confirmation email) go; None sends none."""
         self.session = session
         self.shop_id = shop_id
+        self.jobs = jobs
         self.shops = ShopService(session)
 
     async def _repository(self, principal: Principal) -> tuple[OrderRepository, bool]:
@@ -66,7 +74,17 @@ class OrderService:
             shipping_address=data.shipping_address.model_dump(mode="json"),
             lines=lines,
         )
-        return await OrderRepository(self.session, self.shop_id, customer_id=None).add(order)
+        placed = await OrderRepository(self.session, self.shop_id, customer_id=None).add(order)
+        if self.jobs is not None:
+            # sent only once this transaction commits; a rolled-back order mails nothing
+            self.jobs.defer(
+                self.session,
+                send_order_confirmation,
+                shop_id=str(self.shop_id),
+                order_id=str(placed.id),
+            )
+        metrics.record_order_placed(placed.currency, placed.total_cents)
+        return placed
 
     async def list_page(
         self,
@@ -81,6 +99,24 @@ class OrderService:
         if len(rows) > limit:
             return rows[:limit], rows[limit - 1].id
         return rows, None
+
+    async def export(
+        self,
+        principal: Principal,
+        *,
+        media_type: str,
+        status: OrderStatus | None,
+        after: uuid.UUID | None,
+    ) -> OrderExport:
+        """What a streamed export may contain: staff get every order, customers their own."""
+        repo, _ = await self._repository(principal)
+        return OrderExport(
+            shop_id=self.shop_id,
+            customer_id=repo.customer_id,
+            status=status,
+            after=after,
+            media_type=media_type,
+        )
 
     async def get(self, principal: Principal, order_id: uuid.UUID) -> Order:
         repo, _ = await self._repository(principal)
@@ -110,4 +146,5 @@ class OrderService:
         refreshed = await repo.get(order_id)
         if refreshed is None:  # pragma: no cover - same transaction, cannot vanish
             raise NotFound("No such order.")
+        metrics.record_order_cancelled()
         return refreshed

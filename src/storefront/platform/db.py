@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import uuid6
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import URL, make_url
@@ -17,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -130,17 +132,85 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a long read (an export) takes a deferred read snapshot that blocks no writer
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+READ_ONLY_OPTION = "storefront_read_only"
+
+
+def snapshot_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncSession:
+    """A new session for one long, read-only pass over many rows (an export stream).
+
+    PostgreSQL: a REPEATABLE READ, READ ONLY transaction, so every batch reads the same
+    snapshot. SQLite: a deferred ``BEGIN`` (a WAL read snapshot) instead of the writers'
+    ``BEGIN IMMEDIATE``, which would hold the database's write lock for the whole stream.
+    The caller closes it (it holds a pooled connection until then).
+    """
+    engine = sessionmaker.kw["bind"]
+    if engine.dialect.name == "postgresql":
+        bind = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    else:
+        bind = engine.execution_options(**{READ_ONLY_OPTION: True})
+    return sessionmaker(bind=bind)
+
+
+def create_sessionmaker(
+    engine: AsyncEngine, *, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """``info`` is copied into every session's ``Session.info`` (e.g. the response cache,
+    so a domain service can schedule invalidations without new constructor arguments)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+_PENDING = "storefront.after_commit.pending"
+_COMMITTED = "storefront.after_commit.committed"
+logger = logging.getLogger("storefront.db")
+
+
+def after_commit(session: AsyncSession, action: AfterCommit) -> None:
+    """Run ``action`` once the session's current transaction has committed.
+
+    It never runs if that transaction rolls back. ``session_scope`` runs committed actions
+    after its commit and before the response goes out (so before the client is told).
+    """
+    session.info.setdefault(_PENDING, []).append(action)
+
+
+@event.listens_for(Session, "after_commit")
+def _promote_after_commit(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        session.info.setdefault(_COMMITTED, []).extend(pending)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_rolled_back(session: Session, transaction: SessionTransaction) -> None:
+    # a committed root transaction has already promoted its actions; anything still
+    # pending when the root ends belongs to work that was rolled back
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    """Run the actions of committed work; a failing action is logged, never raised
+    (the work is durable and must still be acknowledged)."""
+    actions: list[AfterCommit] = session.info.pop(_COMMITTED, [])
+    for action in actions:
+        try:
+            with anyio.CancelScope(shield=True):
+                await action()
+        except Exception:
+            logger.exception("an after-commit action failed")
 
 
 async def session_scope(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """One session, one transaction: commit on success, roll back on any error."""
+    """One session, one transaction: commit on success, roll back on any error; then run
+    the after-commit actions of whatever did commit."""
     async with sessionmaker() as session:
         try:
             yield session
@@ -149,6 +219,8 @@ async def session_scope(
             raise
         else:
             await session.commit()
+        finally:
+            await run_after_commit(session)
 
 
 def dialect_insert(session: AsyncSession) -> Any:

@@ -87,3 +87,51 @@ class IdempotencyKeyReused(UnprocessableEntity):
 class IdempotencyInFlight(Conflict):
     slug = "idempotency-in-flight"
     title = "A request with this Idempotency-Key is still being processed"
+
+
+class RecentAuthRequired(Unauthenticated):
+    """A sensitive change needs a recent sign-in (RFC 9470 step-up)."""
+
+    slug = "recent-auth-required"
+    title = "A recent sign-in is required"
+
+    def __init__(self, detail: str, *, max_age_seconds: int) -> None:
+        super().__init__(detail)
+        self.headers["WWW-Authenticate"] = (
+            f'Bearer error="insufficient_user_authentication", max_age={max_age_seconds}'
+        )
+        self.extra["max_age"] = max_age_seconds
+
+
+class WeakPassword(UnprocessableEntity):
+    slug = "weak-password"
+    title = "Password not accepted"
+
+
+class SignInThrottled(DomainError):
+    status = 429
+    slug = "sign-in-throttled"
+    title = "Too many failed attempts"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+        self.extra["retry_after"] = max(1, retry_after)
+
+
+class SecurityBackendUnavailable(DomainError):
+    """A store that security checks depend on (Redis) is down: fail closed."""
+
+    status = 503
+    slug = "security-backend-unavailable"
+    title = "Temporarily unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": "5"})
+
+
+class NotAcceptable(DomainError):
+    """No representation the client accepts (the Accept header) is offered."""
+
+    status = 406
+    slug = "not-acceptable"
+    title = "Not acceptable"

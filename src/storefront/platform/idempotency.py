@@ -81,7 +81,7 @@ class _Reservation:
     lock_token: uuid.UUID
 
 
-def require_key(
+async def require_key(  # async: no thread-pool hop per request
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=MAX_KEY_LENGTH)
     ] = None,

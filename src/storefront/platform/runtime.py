@@ -5,13 +5,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from storefront.platform.cache import ResponseCache
 from storefront.platform.http.client_address import Network
 from storefront.platform.idempotency import IdempotencyStore
+from storefront.platform.jobs import JobQueue
+from storefront.platform.mail import Mailer
+from storefront.platform.ratelimit import DistributedRateLimiter
+from storefront.platform.security.kit import SecurityKit
 from storefront.platform.security.passwords import PasswordHasher
 from storefront.platform.security.tokens import TokenService
 
@@ -23,8 +28,14 @@ class Runtime:
     passwords: PasswordHasher
     tokens: TokenService
     idempotency: IdempotencyStore
+    security: SecurityKit
     redis: Redis | None = None
+    # the response cache (L1 in-process, L2 on ``redis``); L1 only by default
+    cache: ResponseCache = field(default_factory=lambda: ResponseCache(redis=None, prefix="-"))
     redis_prefix: str = "storefront:"
     trusted_proxies: tuple[Network, ...] = ()
     expected_schema_revision: str | None = None
     shutting_down: bool = False
+    rate_limiter: DistributedRateLimiter | None = None  # set by the lifespan
+    jobs: JobQueue | None = None  # background jobs (after-commit enqueueing)
+    mailer: Mailer | None = None  # outgoing SMTP, used by jobs

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Header, Response, status
 
 from storefront.identity.deps import CurrentPrincipal
-from storefront.platform.http.deps import SessionDep
+from storefront.platform.cache import Entry, make_entry
+from storefront.platform.http.cached import cached_response
+from storefront.platform.http.deps import RuntimeDep, SessionDep
 from storefront.platform.http.responses import PROBLEM_RESPONSES
 from storefront.shops.schemas import MemberIn, MemberOut, ShopIn, ShopOut
-from storefront.shops.service import ShopService
+from storefront.shops.service import ShopService, shop_tag
 
 router = APIRouter(tags=["shops"])
 
@@ -27,9 +30,25 @@ async def create_shop(
     return ShopOut.model_validate(shop)
 
 
-@router.get("/shops/{shop_id}", response_model=ShopOut, responses=PROBLEM_RESPONSES)
-async def get_shop(shop_id: uuid.UUID, session: SessionDep) -> ShopOut:
-    return ShopOut.model_validate(await ShopService(session).get(shop_id))
+@router.get(
+    "/shops/{shop_id}",
+    response_model=ShopOut,
+    responses={**PROBLEM_RESPONSES, 304: {"description": "Not modified"}},
+)
+async def get_shop(
+    shop_id: uuid.UUID,
+    runtime: RuntimeDep,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Response:
+    async def compute() -> Entry:
+        async with runtime.sessionmaker() as session:
+            shop = await ShopService(session).get(shop_id)
+            return make_entry(ShopOut.model_validate(shop).model_dump_json().encode())
+
+    entry, source = await runtime.cache.get_or_compute(
+        "shop", f"shop:{shop_id}", [shop_tag(shop_id)], compute
+    )
+    return cached_response(entry, source, if_none_match)
 
 
 @router.put(

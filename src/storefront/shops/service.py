@@ -16,6 +16,11 @@ from storefront.shops.repository import MembershipRepository, ShopRepository
 STAFF_ROLES = frozenset({Role.owner, Role.staff})
 
 
+def shop_tag(shop_id: uuid.UUID) -> str:
+    """Cache tag of a shop's public representation (and what depends on its existence)."""
+    return f"shop:{shop_id}"
+
+
 class ShopService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

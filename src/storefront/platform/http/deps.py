@@ -12,7 +12,9 @@ from storefront.platform.db import session_scope
 from storefront.platform.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in the thread pool, a thread
+    # hop per request for a dictionary lookup (found by profiling, docs/decisions/0058)
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -55,18 +55,23 @@ class PageParams(BaseModel):
     after: uuid.UUID | None
 
 
-def page_params(
+async def page_params(  # async: no thread-pool hop (see get_runtime)
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=256)] = None,
 ) -> PageParams:
     return PageParams(limit=limit, after=decode_cursor(cursor))
 
 
+def next_link(request: Request, next_cursor: str) -> str:
+    """The RFC 8288 ``Link`` value pointing at the next page."""
+    url = request.url.include_query_params(cursor=next_cursor)
+    return f'<{url}>; rel="next"'
+
+
 def set_next_link(request: Request, response: Response, next_cursor: str | None) -> None:
     if next_cursor is None:
         return
-    url = request.url.include_query_params(cursor=next_cursor)
-    response.headers["Link"] = f'<{url}>; rel="next"'
+    response.headers["Link"] = next_link(request, next_cursor)
 
 
 PageParamsDep = Annotated[PageParams, Depends(page_params)]

@@ -16,6 +16,8 @@ from starlette.routing import Match, Mount
 
 from storefront.platform.errors import DomainError
 from storefront.platform.http.middleware import security_headers
+from storefront.platform.observability.sentry import report_exception
+from storefront.platform.observability.tracing import current_trace_id
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
@@ -66,6 +68,10 @@ def problem_response(
         request_id = request.scope.get("state", {}).get("request_id")
         if request_id:
             body["request_id"] = request_id
+        # the trace this request belongs to (issue 7): quote it to find the trace and logs
+        trace_id = request.scope.get("state", {}).get("trace_id") or current_trace_id()
+        if trace_id:
+            body["trace_id"] = trace_id
     if extra:
         body.update(extra)
     return Response(
@@ -150,6 +156,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    report_exception(request, exc)  # to Sentry, when a DSN is configured
     # Starlette runs this handler in ServerErrorMiddleware, outside every user middleware,
     # so add the request id and the security headers those middlewares would have added.
     headers = security_headers(request.url.path)

@@ -34,5 +34,11 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "Conflict",
         412: "Precondition failed",
         422: "Validation error",
+        # API protection (storefront/protection.py): any route may answer these
+        413: "Request body too large",
+        415: "Unsupported media type",
+        429: "Rate limit exceeded (see Retry-After, RateLimit)",
+        503: "Overloaded or unavailable (see Retry-After)",
+        504: "Request deadline exceeded; nothing was changed",
     }.items()
 }

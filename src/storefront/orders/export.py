@@ -1,0 +1,183 @@
+"""Streaming order exports: NDJSON (one order with its lines per line) and CSV (one row per
+order line), read from a server-side cursor in batches on a session of their own.
+
+The stream opens its own read-only session when the first byte is due and closes it in a
+``finally`` (shielded from the cancellation a client disconnect brings), so it never holds
+the request's transaction and never pins a pooled connection after it ends. Memory holds one
+batch; each batch is written out before the next one is fetched, and uvicorn's flow control
+makes a slow client slow the cursor down instead of filling a buffer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncGenerator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storefront.orders.models import OrderStatus
+from storefront.orders.repository import ExportBatch, OrderRepository
+from storefront.orders.schemas import AddressIn, OrderLineOut, OrderOut
+from storefront.platform.db import snapshot_session
+
+NDJSON = "application/x-ndjson"
+CSV = "text/csv"
+BATCH_SIZE = 500
+
+ADDRESS_FIELDS = tuple(AddressIn.model_fields)
+CSV_HEADER = (
+    "order_id",
+    "shop_id",
+    "customer_id",
+    "status",
+    "currency",
+    "total_cents",
+    "created_at",
+    "updated_at",
+    *(f"shipping_{name}" for name in ADDRESS_FIELDS),
+    "line_number",
+    "product_id",
+    "sku",
+    "name",
+    "unit_price_cents",
+    "quantity",
+    "line_total_cents",
+)
+
+Batch = ExportBatch
+
+
+def to_order_out(order: Row[Any], lines: Iterable[Row[Any]]) -> OrderOut:
+    """The same model the JSON listing serializes (rows are already typed: no validation)."""
+    return OrderOut.model_construct(
+        id=order.id,
+        shop_id=order.shop_id,
+        customer_id=order.customer_id,
+        status=order.status,
+        currency=order.currency,
+        total_cents=order.total_cents,
+        lines=[
+            OrderLineOut.model_construct(
+                product_id=line.product_id,
+                sku=line.sku,
+                name=line.name,
+                unit_price_cents=line.unit_price_cents,
+                quantity=line.quantity,
+                line_total_cents=line.line_total_cents,
+            )
+            for line in lines
+        ],
+        shipping_address=order.shipping_address,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+    )
+
+
+def ndjson_batch(batch: Batch) -> bytes:
+    return b"".join(
+        to_order_out(order, lines).model_dump_json().encode() + b"\n" for order, lines in batch
+    )
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+class CsvEncoder:
+    """RFC 4180 CSV through the csv module (quoting, embedded quotes, commas, newlines)."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+
+    def _take(self) -> bytes:
+        data = self._buffer.getvalue().encode()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return data
+
+    def header(self) -> bytes:
+        self._writer.writerow(CSV_HEADER)
+        return self._take()
+
+    def batch(self, batch: Batch) -> bytes:
+        for order, lines in batch:
+            data = to_order_out(order, lines).model_dump(mode="json")
+            address = data["shipping_address"] or {}
+            head = [
+                data["id"],
+                data["shop_id"],
+                _cell(data["customer_id"]),
+                data["status"],
+                data["currency"],
+                data["total_cents"],
+                data["created_at"],
+                data["updated_at"],
+                *(_cell(address.get(name)) for name in ADDRESS_FIELDS),
+            ]
+            for number, line in enumerate(data["lines"], start=1):
+                self._writer.writerow(
+                    [
+                        *head,
+                        number,
+                        line["product_id"],
+                        line["sku"],
+                        line["name"],
+                        line["unit_price_cents"],
+                        line["quantity"],
+                        line["line_total_cents"],
+                    ]
+                )
+        return self._take()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderExport:
+    """What to export (decided and authorized by the service) and how to encode it."""
+
+    shop_id: uuid.UUID
+    customer_id: uuid.UUID | None  # None: staff scope, every order of the shop
+    status: OrderStatus | None
+    after: uuid.UUID | None
+    media_type: str
+
+    @property
+    def filename(self) -> str:
+        return f"orders-{self.shop_id}.{'csv' if self.media_type == CSV else 'ndjson'}"
+
+    async def stream(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        batch_size: int | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        encode: Callable[[Batch], bytes]
+        if self.media_type == CSV:
+            encoder = CsvEncoder()
+            encode = encoder.batch
+            yield encoder.header()
+        else:
+            encode = ndjson_batch
+        session = snapshot_session(sessionmaker)
+        try:
+            repo = OrderRepository(session, self.shop_id, customer_id=self.customer_id)
+            batches = repo.stream_batches(
+                status=self.status, after=self.after, batch_size=batch_size or BATCH_SIZE
+            )
+            try:
+                async for batch in batches:
+                    yield encode(batch)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await batches.aclose()
+        finally:
+            # shielded: a disconnect cancels this generator, and the connection must still
+            # go back to the pool (rolled back) right now, not when the generator is collected
+            with anyio.CancelScope(shield=True):
+                await session.close()

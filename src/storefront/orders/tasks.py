@@ -1,0 +1,77 @@
+"""The orders domain's background jobs."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from storefront.identity.service import IdentityService
+from storefront.orders.repository import OrderRepository
+from storefront.platform.jobs import job
+from storefront.shops.service import ShopService
+
+if TYPE_CHECKING:
+    from storefront.orders.models import Order
+    from storefront.platform.runtime import Runtime
+
+logger = logging.getLogger("storefront.orders.tasks")
+
+
+def _money(cents: int, currency: str) -> str:
+    return f"{cents // 100}.{cents % 100:02d} {currency}"
+
+
+def confirmation_text(order: Order, *, shop_name: str, customer_name: str) -> str:
+    lines = [
+        f"Hello {customer_name},",
+        "",
+        f"thank you for your order at {shop_name}.",
+        "",
+        f"Order: {order.id}",
+        f"Status: {order.status.value}",
+        "",
+    ]
+    for line in order.lines:
+        lines.append(
+            f"  {line.quantity} x {line.name} ({line.sku}) "
+            f"@ {_money(line.unit_price_cents, order.currency)} "
+            f"= {_money(line.line_total_cents, order.currency)}"
+        )
+    lines += ["", f"Total: {_money(order.total_cents, order.currency)}", ""]
+    address = order.shipping_address
+    lines.append("Shipping to:")
+    for key in ("name", "line1", "line2", "postal_code", "city", "country"):
+        if address.get(key):
+            lines.append(f"  {address[key]}")
+    return "\n".join(lines) + "\n"
+
+
+@job("orders.send_confirmation")
+async def send_order_confirmation(runtime: Runtime, *, shop_id: str, order_id: str) -> None:
+    """Email the customer their order. Raises on SMTP failure, so the job is retried."""
+    if runtime.mailer is None:
+        logger.debug("mail is off (no STOREFRONT_SMTP__HOST); order %s not mailed", order_id)
+        return
+    async with runtime.sessionmaker() as session:
+        repo = OrderRepository(session, uuid.UUID(shop_id), customer_id=None)
+        order = await repo.get(uuid.UUID(order_id))
+        if order is None or order.customer_id is None:
+            logger.warning("order %s is gone; no confirmation sent", order_id)
+            return
+        customer = await IdentityService(session, runtime.passwords).get_active(order.customer_id)
+        shop = await ShopService(session).get(order.shop_id)
+    if customer is None:
+        logger.info("customer of order %s is gone; no confirmation sent", order_id)
+        return
+    email, name = customer.email, customer.display_name
+    message = runtime.mailer.message(
+        to=email,
+        subject=f"Your order at {shop.name} ({str(order.id)[:8]})",
+        text=confirmation_text(order, shop_name=shop.name, customer_name=name),
+    )
+    # one Message-ID per order: a retried delivery is recognisably the same message
+    del message["Message-ID"]
+    message["Message-ID"] = f"<order-{order.id}@storefront>"
+    await runtime.mailer.send(message)
+    logger.info("order confirmation for %s sent", order_id)

@@ -1,0 +1,70 @@
+"""Wiring for app.py: one call at app creation, one when the runtime exists, one at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from storefront.platform.observability import metrics, tracing
+from storefront.platform.observability.jobs import JobTelemetryMiddleware
+from storefront.platform.observability.logging import configure_logging
+from storefront.platform.observability.sentry import init_sentry
+from storefront.platform.runtime import Runtime
+from storefront.settings import Environment, Settings
+
+
+@dataclass(slots=True)
+class Observability:
+    tracer_provider: TracerProvider
+    tracing_enabled: bool
+    metrics_enabled: bool
+
+
+def configure_logging_from(settings: Settings) -> None:
+    obs = settings.observability
+    json_logs = obs.log_format == "json" or (
+        obs.log_format == "auto" and settings.environment is Environment.production
+    )
+    configure_logging(json=json_logs, level=obs.log_level)
+
+
+def setup_observability(settings: Settings, version: str) -> Observability:
+    """Logging, Sentry (with a DSN) and the tracer provider, before the app serves."""
+    obs = settings.observability
+    configure_logging_from(settings)
+    if obs.sentry_dsn is not None:
+        init_sentry(
+            obs.sentry_dsn.get_secret_value(),
+            release=f"storefront@{version}",
+            environment=settings.environment.value,
+            traces_sample_rate=obs.sentry_traces_sample_rate,
+        )
+    enabled = tracing.tracing_requested(obs.tracing_enabled)
+    provider = tracing.create_tracer_provider(
+        enabled=enabled,
+        sample_ratio=obs.trace_sample_ratio,
+        version=version,
+        environment=settings.environment.value,
+    )
+    return Observability(provider, enabled, obs.metrics_enabled)
+
+
+def instrument_runtime(runtime: Runtime, observability: Observability) -> None:
+    """Pool and query metrics on the engine; SQL and Redis child spans when tracing."""
+    if observability.metrics_enabled:
+        metrics.instrument_engine(runtime.engine)
+    jobs = getattr(runtime, "jobs", None)
+    for middleware in getattr(getattr(jobs, "broker", None), "middlewares", ()):
+        if isinstance(middleware, JobTelemetryMiddleware):
+            middleware.tracer_provider = observability.tracer_provider
+    if observability.tracing_enabled:
+        tracing.instrument_engine(runtime.engine, observability.tracer_provider)
+        if runtime.redis is not None:
+            tracing.instrument_redis(runtime.redis, observability.tracer_provider)
+
+
+def shutdown_observability(observability: Observability) -> None:
+    """Flush spans still queued for export; drop this worker's live gauges."""
+    observability.tracer_provider.shutdown()
+    metrics.mark_process_dead()
