@@ -79,13 +79,14 @@ async def test_anonymous_budget_headers_refusal_and_recovery(
             assert r.headers["RateLimit-Policy"] == '"anonymous";q=3;w=2'
             assert remaining(r, "anonymous") == left
             t = int(r.headers["RateLimit"].rsplit("t=", 1)[1])
-            assert 0 <= t <= 2
+            # seconds round up and the window runs on Redis's clock: allow one more
+            assert 0 <= t <= 3
 
         refused = await client.get(missing_shop(), headers={"X-Request-ID": "rate-limited-1"})
         body = assert_problem(refused, 429, slug="too-many-requests")
         assert "anonymous" in body["detail"]
         retry_after = int(refused.headers["Retry-After"])
-        assert 1 <= retry_after <= 2
+        assert 1 <= retry_after <= 3
         assert refused.headers["RateLimit-Policy"] == '"anonymous";q=3;w=2'
         assert remaining(refused, "anonymous") == 0
         # refusals carry the baseline headers like any other response
