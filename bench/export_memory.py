@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,7 +113,7 @@ class Result:
 
 
 def _records(
-    shop_id: uuid.UUID, customer_id: uuid.UUID, n: int
+    shop_id: uuid.UUID, customer_id: uuid.UUID, n: int, seal: Callable[[uuid.UUID, str], str]
 ) -> Iterator[tuple[list[tuple[object, ...]], list[tuple[object, ...]]]]:
     import uuid6
 
@@ -125,16 +125,20 @@ def _records(
         for i in range(start, min(n, start + chunk)):
             order_id = uuid.UUID(bytes=uuid6.uuid7().bytes)
             at = now + timedelta(microseconds=i)
-            address = json.dumps(
-                {
-                    "name": f"Customer {i}",
-                    "line1": f"{i} Long Road",
-                    "line2": None,
-                    "city": "Bern",
-                    "postal_code": "3000",
-                    "country": "CH",
-                    "phone": None,
-                }
+            address = seal(
+                order_id,
+                json.dumps(
+                    {
+                        "name": f"Customer {i}",
+                        "line1": f"{i} Long Road",
+                        "line2": None,
+                        "city": "Bern",
+                        "postal_code": "3000",
+                        "country": "CH",
+                        "phone": None,
+                    },
+                    separators=(",", ":"),
+                ),
             )
             orders.append(
                 (order_id, shop_id, customer_id, "pending", "EUR", LINES * 1250, address, 1, at, at)
@@ -157,10 +161,32 @@ def _records(
 
 
 async def load_orders(dsn: str, shop_id: str, customer_id: str, n: int) -> float:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from storefront.orders.sealing import address_aad
+    from storefront.platform.crypto.config import build_vault
+    from storefront.platform.crypto.vault import seal_value, unwrap_data_key
+    from storefront.settings import Settings
+
     started = time.perf_counter()
     conn = await asyncpg.connect(dsn)
     try:
-        for orders, lines in _records(uuid.UUID(shop_id), uuid.UUID(customer_id), n):
+        # addresses are sealed with the customer's data key, as the application seals them
+        # (the server derives its development keys from the same environment)
+        vault = build_vault(Settings(environment="development"))
+        customer = uuid.UUID(customer_id)
+        row = await conn.fetchrow(
+            "SELECT key_version, wrapped_key, master_version FROM data_keys WHERE subject_id = $1",
+            customer,
+        )
+        key = AESGCM(
+            unwrap_data_key(vault.provider, customer, row["wrapped_key"], row["master_version"])
+        )
+
+        def seal(order_id: uuid.UUID, address: str) -> str:
+            return seal_value(key, row["key_version"], address, address_aad(order_id))
+
+        for orders, lines in _records(uuid.UUID(shop_id), customer, n, seal):
             await conn.copy_records_to_table(
                 "orders",
                 records=orders,
@@ -171,7 +197,7 @@ async def load_orders(dsn: str, shop_id: str, customer_id: str, n: int) -> float
                     "status",
                     "currency",
                     "total_cents",
-                    "shipping_address",
+                    "shipping_address_sealed",
                     "version",
                     "created_at",
                     "updated_at",
@@ -236,16 +262,21 @@ from sqlalchemy.orm import selectinload
 from storefront.platform.db import create_engine, create_sessionmaker
 from storefront.orders.models import Order
 from storefront.orders.schemas import OrderOut
+from storefront.orders.sealing import orders_out
+from storefront.platform.crypto.config import build_vault
+from storefront.platform.crypto.vault import VAULT_INFO_KEY
+from storefront.settings import Settings
 from pydantic import TypeAdapter
 
 async def main() -> None:
     engine = create_engine(sys.argv[1], statement_timeout_ms=0)
     print("ready", flush=True); sys.stdin.readline()
-    async with create_sessionmaker(engine)() as session:
+    vault = build_vault(Settings(environment="development"))
+    async with create_sessionmaker(engine, info={VAULT_INFO_KEY: vault})() as session:
         stmt = (select(Order).where(Order.shop_id == uuid.UUID(sys.argv[2]))
                 .order_by(Order.id).limit(int(sys.argv[3])).options(selectinload(Order.lines)))
         orders = (await session.execute(stmt)).scalars().all()
-        body = TypeAdapter(list[OrderOut]).dump_json([OrderOut.model_validate(o) for o in orders])
+        body = TypeAdapter(list[OrderOut]).dump_json(await orders_out(session, orders))
     print(len(orders), len(body), flush=True)
     await engine.dispose()
 

@@ -48,13 +48,32 @@ def _configure(connection: Connection) -> None:
     )
 
 
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """Batch mode recreates a table (copy, drop, rename): with foreign keys on, dropping the
+    old copy of a parent table (users) would fire its children's ON DELETE actions (orders'
+    customer_id SET NULL). Set outside any transaction (SQLite ignores it inside one)."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()
+
+
 def _run_sync(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         connection.commit()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        _sqlite_foreign_keys(connection, on=False)
     _configure(connection)
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite:
+            connection.commit()
+            _sqlite_foreign_keys(connection, on=True)
 
 
 async def run_async() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -12,6 +11,8 @@ from email.policy import default
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.servers import free_port
 
 
 @dataclass
@@ -41,12 +42,6 @@ class Inbox:
                 )
             await asyncio.sleep(0.05)
         return list(self.messages)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SmtpServer:

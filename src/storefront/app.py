@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, FastAPI
 from redis.asyncio import Redis
 
 from storefront import __version__
+from storefront.audit.routes import router as audit_router
+from storefront.catalog.reads import FAST_READS
 from storefront.catalog.routes import router as catalog_router
 from storefront.identity.routes import jwks_router
 from storefront.identity.routes import router as identity_router
@@ -18,15 +20,18 @@ from storefront.orders.routes import router as orders_router
 from storefront.platform import health
 from storefront.platform.cache import ResponseCache
 from storefront.platform.cache.invalidation import CACHE_INFO_KEY
+from storefront.platform.crypto.config import build_vault
+from storefront.platform.crypto.vault import VAULT_INFO_KEY
 from storefront.platform.db import create_engine, create_sessionmaker
 from storefront.platform.http.client_address import parse_networks
 from storefront.platform.http.cors import EXPOSED_HEADERS, StrictCORSMiddleware
 from storefront.platform.http.docs import install_docs
+from storefront.platform.http.fast_path import CachedReadFastPath
 from storefront.platform.http.limits import json_body_guard
 from storefront.platform.http.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from storefront.platform.http.problems import install_problem_handlers
-from storefront.platform.idempotency import IdempotencyStore
-from storefront.platform.jobs import JobQueue, build_job_queue
+from storefront.platform.idempotency import IdempotencyStore, ResponseSealer
+from storefront.platform.jobs import JobQueue, OutboxConfig, build_job_queue
 from storefront.platform.mail import Mailer
 from storefront.platform.observability.middleware import ObservabilityMiddleware
 from storefront.platform.observability.setup import (
@@ -35,16 +40,21 @@ from storefront.platform.observability.setup import (
     shutdown_observability,
 )
 from storefront.platform.observability.tracing import fastapi_telemetry
+from storefront.platform.outbound import OutboundClient
 from storefront.platform.redis import create_redis
 from storefront.platform.runtime import Runtime
 from storefront.platform.security.kit import build_security_kit
 from storefront.platform.security.passwords import PasswordHasher
+from storefront.platform.security.secretbox import derive_key
 from storefront.platform.security.tokens import TokenService
 from storefront.platform.serving import install_drain_on_sigterm
+from storefront.privacy.retention import RetentionSchedule
+from storefront.privacy.routes import router as privacy_router
 from storefront.protection import build_rate_limiter, install_protection
 from storefront.schema import head_revision
 from storefront.settings import Settings, get_settings
 from storefront.shops.routes import router as shops_router
+from storefront.webhooks.routes import router as webhooks_router
 
 logger = logging.getLogger("storefront")
 API_PREFIX = "/api/v1"
@@ -59,7 +69,11 @@ def build_cache(settings: Settings, redis: Redis | None) -> ResponseCache:
         ttl_seconds=settings.cache.ttl_seconds,
         local_max_bytes=settings.cache.local_max_mb * 1024 * 1024,
         lock_ms=settings.cache.fill_lock_ms,
+        lease_ms=settings.cache.lease_ms,
     )
+
+
+IDEMPOTENCY_PURPOSE = "storefront idempotency responses"
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -77,7 +91,8 @@ def build_runtime(settings: Settings) -> Runtime:
     auth = settings.auth
     redis = create_redis(settings.redis_url) if settings.redis_url else None
     cache = build_cache(settings, redis)
-    sessionmaker = create_sessionmaker(engine, info={CACHE_INFO_KEY: cache})
+    vault = build_vault(settings)  # fails fast on unusable master keys
+    sessionmaker = create_sessionmaker(engine, info={CACHE_INFO_KEY: cache, VAULT_INFO_KEY: vault})
     security = build_security_kit(auth, sessionmaker, redis, settings.redis_prefix)
     return Runtime(
         engine=engine,
@@ -97,14 +112,20 @@ def build_runtime(settings: Settings) -> Runtime:
         idempotency=IdempotencyStore(
             ttl=timedelta(hours=settings.idempotency.ttl_hours),
             lock_timeout=timedelta(seconds=settings.idempotency.lock_timeout_seconds),
+            sealer=ResponseSealer(
+                derive_key(auth.jwt_secret.get_secret_value(), IDEMPOTENCY_PURPOSE)
+            ),
         ),
         security=security,
+        vault=vault,
         redis=redis,
         cache=cache,
         redis_prefix=settings.redis_prefix,
         trusted_proxies=parse_networks(settings.trusted_proxies),
         jobs=build_jobs(settings),
         mailer=build_mailer(settings),
+        http=build_http_client(settings),
+        settings=settings,
     )
 
 
@@ -118,6 +139,27 @@ def build_jobs(settings: Settings) -> JobQueue:
         max_delay=jobs.retry_max_delay_seconds,
         concurrency=jobs.worker_concurrency,
         shutdown_timeout=jobs.shutdown_timeout_seconds,
+        outbox=OutboxConfig(
+            poll_seconds=jobs.outbox_poll_seconds,
+            lease_seconds=jobs.outbox_lease_seconds,
+            batch_size=jobs.outbox_batch_size,
+            send_timeout_seconds=jobs.outbox_send_timeout_seconds,
+            depth_interval_seconds=jobs.queue_depth_interval_seconds,
+            pool_size=jobs.outbox_pool_size,
+        ),
+    )
+
+
+def build_http_client(settings: Settings) -> OutboundClient:
+    outbound = settings.outbound
+    return OutboundClient(
+        user_agent=f"Storefront/{__version__} (+webhooks)",
+        timeout_seconds=outbound.timeout_seconds,
+        connect_timeout_seconds=outbound.connect_timeout_seconds,
+        max_connections=outbound.max_connections,
+        max_connections_per_host=outbound.max_connections_per_host,
+        allow_private_targets=outbound.allow_private_targets,
+        allow_http=outbound.allow_http,
     )
 
 
@@ -150,17 +192,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.jobs.startup(runtime)  # the broker (in-process when no URL is set)
         instrument_runtime(runtime, observability)
         install_drain_on_sigterm(settings.observability.shutdown_drain_seconds)
+        # GDPR retention (docs/privacy.md): here on the embedded default, else in the worker
+        retention = RetentionSchedule(runtime, settings)
+        if settings.broker_url is None:
+            retention.start()
         app.state.runtime = runtime
         logger.info("storefront started (environment=%s)", settings.environment.value)
         try:
             yield
         finally:
             runtime.shutting_down = True
+            await retention.stop()
             if runtime.jobs is not None:
                 await runtime.jobs.shutdown()
             if runtime.rate_limiter is not None:
                 await runtime.rate_limiter.aclose()
             await runtime.cache.aclose()
+            if runtime.http is not None:
+                await runtime.http.aclose()
             if runtime.redis is not None:
                 await runtime.redis.aclose()
             await runtime.engine.dispose()
@@ -195,13 +244,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         ],
     )
-    for router in (identity_router, shops_router, catalog_router, orders_router):
+    for router in (
+        identity_router,
+        shops_router,
+        catalog_router,
+        orders_router,
+        webhooks_router,
+        privacy_router,
+        audit_router,
+    ):
         api.include_router(router)
     app.include_router(api)
     app.include_router(jwks_router)
     app.include_router(health.router)
 
     # Outermost last: request id wraps everything, so even errors carry it.
+    # --- innermost: cache hits of the catalog's reads answered before routing (decision 0060)
+    app.add_middleware(
+        CachedReadFastPath,
+        routes=[read.under(API_PREFIX) for read in FAST_READS],
+    )
     # --- API protection (issue 4), innermost: load shedding -> body limit -> rate limit ->
     # deadline (see storefront/protection.py). Keep it inside CORS (so browsers can read a
     # 429/503) and inside security headers and request id (so refusals carry them too).

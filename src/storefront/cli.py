@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 
 from storefront.identity.cli import keys_app
+from storefront.platform.audit.cli import audit_app
+from storefront.privacy.cli import retention_app
 from storefront.schema import migrations_dir
 from storefront.settings import get_settings
 
@@ -81,6 +83,7 @@ def worker() -> None:
 
     from storefront.app import build_runtime
     from storefront.platform.jobs import run_worker
+    from storefront.privacy.retention import RetentionSchedule
 
     settings = get_settings()
     if not settings.broker_url:
@@ -110,9 +113,14 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         assert runtime.jobs is not None  # noqa: S101 - build_runtime always builds one
         console.print(f"Storefront worker consuming queue [bold]{settings.jobs.queue}[/bold]")
+        retention = RetentionSchedule(runtime, settings)
         try:
+            retention.start()  # GDPR retention (docs/privacy.md) runs in the worker
             await run_worker(runtime.jobs, runtime, stop)
         finally:
+            await retention.stop()
+            if runtime.http is not None:
+                await runtime.http.aclose()
             if runtime.redis is not None:
                 await runtime.redis.aclose()
             await runtime.engine.dispose()
@@ -165,6 +173,8 @@ def serve(
 
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
 
 
 if __name__ == "__main__":

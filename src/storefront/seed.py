@@ -85,7 +85,7 @@ async def seed(
         async with sessionmaker() as session, session.begin():
             identity = IdentityService(session, passwords)
             for email, name, is_admin in USERS:
-                user = await identity.users.by_email(email)
+                user = await identity.by_email(email)
                 if user is None:
                     user = await identity.register(
                         email=email, password=DEMO_PASSWORD, display_name=name

@@ -13,7 +13,14 @@ from functools import lru_cache
 from typing import Annotated, Literal, Self
 
 from limits import parse_many
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "change-me-development-only-secret-0123456789"  # noqa: S105  # nosec B105
@@ -67,6 +74,10 @@ class CacheSettings(BaseModel):
     ttl_seconds: int = Field(default=300, ge=1, le=86400)
     local_max_mb: int = Field(default=64, ge=1, le=4096)  # L1 size per process
     fill_lock_ms: int = Field(default=2000, ge=10, le=30000)  # cross-process stampede lock
+    # how long a write waits after publishing its invalidation, and so how long (3/4 of it)
+    # another process may trust its mirror of tag generations without asking Redis
+    # (decision 0060); 0: every lookup reads the generations from Redis
+    lease_ms: int = Field(default=20, ge=0, le=1000)
 
 
 class IdempotencySettings(BaseModel):
@@ -134,6 +145,22 @@ class JobsSettings(BaseModel):
     retry_max_delay_seconds: float = Field(default=300.0, ge=0, le=86400)
     worker_concurrency: int = Field(default=10, ge=1, le=1000)
     shutdown_timeout_seconds: float = Field(default=20.0, ge=0, le=600)
+    # the job outbox (platform/outbox.py): how often the relay looks for rows left behind,
+    # how long a sender owns a row before another may send it, rows per pass, and how long
+    # one send may take (less than the lease, so a row is never sent by two at once)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=300)
+    outbox_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    outbox_send_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    outbox_pool_size: int = Field(default=2, ge=1, le=20)  # the relay's own connections
+    # how often queue depth and outbox backlog are measured (per process); 0: never
+    queue_depth_interval_seconds: float = Field(default=15.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _send_within_lease(self) -> Self:
+        if self.outbox_send_timeout_seconds >= self.outbox_lease_seconds:
+            raise ValueError("jobs: outbox_send_timeout_seconds must be below outbox_lease_seconds")
+        return self
 
 
 class SmtpSettings(BaseModel):
@@ -146,6 +173,54 @@ class SmtpSettings(BaseModel):
     security: Literal["none", "starttls", "tls"] = "none"
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     sender: str = Field(default="Storefront <orders@storefront.test>", min_length=3)
+
+
+class PrivacySettings(BaseModel):
+    """Personal data at rest (STOREFRONT_PRIVACY__*): envelope encryption keys.
+
+    ``master_keys``: ``"v2:<base64 32 bytes>,v1:<base64 32 bytes>"``, the current version
+    first (older ones only unwrap data keys until ``storefront keys rotate-master`` has
+    re-wrapped them). Or ``master_key_file``: a JSON file
+    ``{"current": "v2", "keys": {"v2": "<base64>", "v1": "<base64>"}, "blind_index_key": ...}``.
+    ``blind_index_key`` (base64, 32 bytes) keys the email lookup hash; it never rotates with
+    the master key. Development and tests derive both from the JWT secret when unset;
+    production refuses to start without them.
+    """
+
+    master_keys: SecretStr | None = None
+    master_key_file: str | None = None
+    blind_index_key: SecretStr | None = None
+    rotation_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("master_keys", "blind_index_key")
+    @classmethod
+    def _valid_keys(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        from storefront.platform.crypto.keys import decode_key, parse_master_keys
+
+        if value is not None:  # the errors name versions and lengths, never key material
+            if info.field_name == "master_keys":
+                parse_master_keys(value.get_secret_value())
+            else:
+                decode_key(value.get_secret_value(), what="the blind-index key")
+        return value
+
+    # GDPR export and retention (docs/privacy.md)
+    export_ttl_hours: int = Field(default=72, ge=1, le=720)  # a ready archive, then 410
+    export_record_days: int = Field(default=30, ge=0, le=3650)  # an expired export's row
+    session_retention_days: int = Field(default=30, ge=0, le=3650)  # ended sessions
+    retention_interval_seconds: int = Field(default=3600, ge=0, le=7 * 86400)  # 0 = off
+
+
+class OutboundSettings(BaseModel):
+    """The outgoing HTTP client (webhooks): timeouts, pool, and which targets it may call."""
+
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+    max_connections_per_host: int = Field(default=10, ge=1, le=1000)
+    # SSRF guard: off only for development and tests (receivers on loopback/private nets)
+    allow_private_targets: bool = False
+    allow_http: bool = False  # plain http:// webhook URLs (https only by default)
 
 
 class Settings(BaseSettings):
@@ -177,9 +252,11 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # redis://... or amqp://...; unset: jobs run in-process
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     rate_limit_enabled: bool = True  # STOREFRONT_RATE_LIMIT_ENABLED=false: off (load tests)
     protection: ProtectionSettings = Field(default_factory=ProtectionSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -223,6 +300,16 @@ class Settings(BaseSettings):
             problems.append("SQL echo logs parameters; STOREFRONT_DATABASE__ECHO must be false")
         if "*" in self.cors_origins:
             problems.append("STOREFRONT_CORS_ORIGINS must list origins explicitly, not '*'")
+        privacy = self.privacy
+        if privacy.master_keys is None and privacy.master_key_file is None:
+            problems.append(
+                "personal data needs a master key: set STOREFRONT_PRIVACY__MASTER_KEYS "
+                "or STOREFRONT_PRIVACY__MASTER_KEY_FILE"
+            )
+        if privacy.blind_index_key is None and privacy.master_key_file is None:
+            problems.append(
+                "STOREFRONT_PRIVACY__BLIND_INDEX_KEY must be set (base64, 32 random bytes)"
+            )
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self

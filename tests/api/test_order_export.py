@@ -104,7 +104,7 @@ def _csv_rows_of(orders: list[dict[str, Any]]) -> list[dict[str, str]]:
     """What the CSV must say for ``orders``: one row per line, everything as text."""
     rows = []
     for order in orders:
-        address = order["shipping_address"]
+        address = order["shipping_address"] or {}
         for number, line in enumerate(order["lines"], start=1):
             row = {
                 "order_id": order["id"],
@@ -115,6 +115,7 @@ def _csv_rows_of(orders: list[dict[str, Any]]) -> list[dict[str, str]]:
                 "total_cents": str(order["total_cents"]),
                 "created_at": order["created_at"],
                 "updated_at": order["updated_at"],
+                "customer_erased": "true" if order["customer_erased"] else "false",
                 "line_number": str(number),
                 "product_id": line["product_id"],
                 "sku": line["sku"],

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-import shutil
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,13 +16,13 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis import Redis as SyncRedis
-from redis.exceptions import RedisError
 
 from storefront.app import create_app
 from storefront.settings import Settings
-from tests.conftest import _empty_tables, make_settings, require_or_skip
+from tests.conftest import _empty_tables, make_settings
 from tests.factories import Api, ProductInFactory
 from tests.problem_helpers import assert_problem
+from tests.servers import OwnRedis
 
 V1 = "/api/v1"
 GENEROUS = {"auth_rate": "1000/minute", "auth_account_rate": "1000/minute"}
@@ -282,68 +278,6 @@ def test_a_malformed_policy_is_refused_at_start(sqlite_url: str) -> None:
 
 
 # --- Redis dropped mid-run ------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server of this test's own, so it can be stopped and started mid-run."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self.proc = subprocess.Popen(  # noqa: S603 - a fixed local binary
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, RedisError):  # not up yet
-                if SyncRedis.from_url(self.url, socket_connect_timeout=0.2).ping():
-                    return
-            time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-
-@pytest.fixture
-def own_redis(redis_unavailable: str | None) -> Iterator[OwnRedis]:
-    require_or_skip(None if shutil.which("redis-server") else "redis-server is not installed")
-    require_or_skip(redis_unavailable)
-    server = OwnRedis(_free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_redis_dropped_mid_run_falls_back_then_recovers(

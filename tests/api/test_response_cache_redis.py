@@ -6,20 +6,13 @@ and Redis down (read-through, counted)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
-import pytest
 from asgi_lifespan import LifespanManager
-from redis import Redis as SyncRedis
-from redis.exceptions import RedisError
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,6 +23,7 @@ from storefront.platform.runtime import Runtime
 from tests.api.test_response_cache import eventually
 from tests.conftest import _empty_tables, make_settings
 from tests.factories import V1, Api, shop_with_staff
+from tests.servers import OwnRedis
 
 
 @asynccontextmanager
@@ -198,79 +192,6 @@ async def test_redis_unreachable_reads_through_and_keeps_serving(
 
 
 # --- a Redis of our own, stopped and started while the app runs ----------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnRedis:
-    """A throwaway redis-server on a free loopback port (no persistence)."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self.proc = subprocess.Popen(  # noqa: S603 - a fixed local binary
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            client = SyncRedis(port=self.port, socket_connect_timeout=0.2)
-            try:
-                client.ping()
-                return
-            except RedisError:
-                time.sleep(0.05)
-            finally:
-                client.close()
-        raise AssertionError("redis-server did not start")
-
-    def pause(self, ms: int) -> None:
-        client = SyncRedis(port=self.port)
-        try:
-            client.execute_command("CLIENT", "PAUSE", str(ms), "ALL")
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def own_redis(redis_unavailable: str | None) -> Iterator[OwnRedis]:
-    from tests.conftest import require_or_skip
-
-    require_or_skip(redis_unavailable)  # the same server binary the suite relies on
-    server = OwnRedis()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def test_redis_outage_mid_run_then_recovery(database_url: str, own_redis: OwnRedis) -> None:
     """Redis stops: reads go to the database; it comes back (empty): caching resumes,
     and nothing stale is served at any point."""

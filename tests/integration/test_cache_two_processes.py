@@ -4,7 +4,6 @@ from its warm in-process L1."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,39 +11,28 @@ from contextlib import contextmanager
 import httpx2
 
 from tests.factories import ProductInFactory, unique
-from tests.integration.test_cli_and_serve import CLI, _env, _free_port, _run, _wait_ready
+from tests.servers import cli_env, run_cli, serve, stop, wait_ready
 
 PASSWORD = "a-long-enough-password"
 
 
 @contextmanager
 def server(env: dict[str, str]) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI
-        [*CLI, "serve"],
-        env={**env, "STOREFRONT_PORT": str(port)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = serve(env)
     try:
-        _wait_ready(base, proc)
+        wait_ready(base, proc)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_acknowledged_writes_are_never_stale_on_the_other_process(
     empty_database: str, redis_url: str, redis_prefix: str
 ) -> None:
-    env = _env(empty_database, STOREFRONT_REDIS_URL=redis_url, STOREFRONT_REDIS_PREFIX=redis_prefix)
-    _run(["migrate"], env)
+    env = cli_env(
+        empty_database, STOREFRONT_REDIS_URL=redis_url, STOREFRONT_REDIS_PREFIX=redis_prefix
+    )
+    run_cli(["migrate"], env)
     with server(env) as base_a, server(env) as base_b:
         a = httpx2.Client(base_url=base_a, timeout=30)
         b = httpx2.Client(base_url=base_b, timeout=30)

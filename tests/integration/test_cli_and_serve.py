@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -22,27 +18,10 @@ from storefront.platform.db import create_engine
 from storefront.seed import DEMO_PASSWORD, PRODUCTS_PER_SHOP, SHOPS
 from tests.factories import ProductInFactory
 
-CLI = [sys.executable, "-m", "storefront.cli"]
-
-
-def _env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
-    env.update(
-        STOREFRONT_DATABASE_URL=database_url,
-        STOREFRONT_AUTH__ARGON2_TIME_COST="1",
-        STOREFRONT_AUTH__ARGON2_MEMORY_KIB="1024",
-        STOREFRONT_AUTH__ARGON2_PARALLELISM="1",
-        **extra,
-    )
-    return env
-
-
-def _run(args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(  # noqa: S603 - our own CLI
-        CLI + args, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+# tests written earlier import _env and _run from here: new ones use tests.servers
+from tests.servers import cli_env as _env
+from tests.servers import run_cli as _run
+from tests.servers import serve, wait_ready
 
 
 def _counts(url: str) -> tuple[int, int, int]:
@@ -78,25 +57,6 @@ def test_migrate_and_seed_are_safe_to_run_twice(empty_database: str) -> None:
     assert _counts(empty_database) == (users, products, orders)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(base: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        try:
-            if httpx2.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server did not become ready")
-
-
 async def _bulk_then_sigterm(base: str, proc: subprocess.Popen[str]) -> httpx2.Response:
     async with httpx2.AsyncClient(base_url=base, timeout=30) as client:
         email = f"{uuid.uuid4().hex[:8]}@example.com"
@@ -130,15 +90,11 @@ async def _bulk_then_sigterm(base: str, proc: subprocess.Popen[str]) -> httpx2.R
 
 def test_serve_answers_and_stops_cleanly_finishing_in_flight_requests(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"
-    port = _free_port()
-    env = _env(url, STOREFRONT_PORT=str(port))
+    env = _env(url)
     _run(["migrate"], env)
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI
-        [*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = serve(env)
     try:
-        _wait_ready(base, proc)
+        wait_ready(base, proc)
         assert httpx2.get(f"{base}/livez").json() == {"status": "ok"}
         response = asyncio.run(_bulk_then_sigterm(base, proc))
         assert response.status_code == 200, response.text

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,26 +20,22 @@ from sqlalchemy import event, insert, text
 
 from storefront.orders import export
 from storefront.orders.models import Order, OrderLine, OrderStatus
+from storefront.orders.sealing import seal_address
 from storefront.platform.db import new_id, utcnow
 from storefront.platform.runtime import Runtime
 from tests.api.orders_support import orders_url
 from tests.factories import Api, UserHandle, shop_with_staff
+from tests.servers import free_port
 
 ORDERS = 30_000  # ~45 MB of NDJSON: far more than loopback socket buffers hold
 LINES_PER_ORDER = 3
 NDJSON = "application/x-ndjson"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def server(app: FastAPI) -> AsyncIterator[str]:
     """Serve the (already started) app over real HTTP; the lifespan is the fixture's."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve())
@@ -59,8 +54,25 @@ async def server(app: FastAPI) -> AsyncIterator[str]:
 async def _bulk_orders(runtime: Runtime, shop_id: str, customer_id: str) -> None:
     now = utcnow()
     orders, lines = [], []
-    for i in range(ORDERS):
-        order_id = new_id()
+    ids = [new_id() for _ in range(ORDERS)]
+    async with runtime.sessionmaker() as session, session.begin():
+        # addresses are sealed with the customer's data key (one unwrap, cached on the session)
+        sealed = [
+            await seal_address(
+                session,
+                order_id,
+                uuid.UUID(customer_id),
+                {
+                    "name": f"Customer {i}",
+                    "line1": "1 Long Road",
+                    "city": "Bern",
+                    "postal_code": "3000",
+                    "country": "CH",
+                },
+            )
+            for i, order_id in enumerate(ids)
+        ]
+    for i, (order_id, address) in enumerate(zip(ids, sealed, strict=True)):
         orders.append(
             {
                 "id": order_id,
@@ -69,13 +81,7 @@ async def _bulk_orders(runtime: Runtime, shop_id: str, customer_id: str) -> None
                 "status": OrderStatus.pending,
                 "currency": "EUR",
                 "total_cents": 3 * 1234,
-                "shipping_address": {
-                    "name": f"Customer {i}",
-                    "line1": "1 Long Road",
-                    "city": "Bern",
-                    "postal_code": "3000",
-                    "country": "CH",
-                },
+                "shipping_address_sealed": address,
                 "version": 1,
                 "created_at": now + timedelta(microseconds=i),
                 "updated_at": now + timedelta(microseconds=i),

@@ -11,12 +11,12 @@ from storefront.app import create_app
 from storefront.cli import run_migrations
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, V1, unique
-from tests.integration.test_cli_and_serve import _env, _run
+from tests.servers import cli_env, run_cli
 
 
 async def test_keys_rotate_signs_no_one_out(empty_database: str) -> None:
     await anyio.to_thread.run_sync(lambda: run_migrations(database_url=empty_database))
-    env = _env(empty_database)
+    env = cli_env(empty_database)
     app = create_app(make_settings(empty_database, rate_limit_enabled=False))
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
@@ -36,9 +36,9 @@ async def test_keys_rotate_signs_no_one_out(empty_database: str) -> None:
             old = login.json()["access_token"]
             assert jwt.get_unverified_header(old)["kid"] == first[0]
 
-            out = await anyio.to_thread.run_sync(lambda: _run(["keys", "rotate"], env))
+            out = await anyio.to_thread.run_sync(lambda: run_cli(["keys", "rotate"], env))
             assert "New signing key" in out
-            listed = await anyio.to_thread.run_sync(lambda: _run(["keys", "list"], env))
+            listed = await anyio.to_thread.run_sync(lambda: run_cli(["keys", "list"], env))
             kids = listed.split()
             assert len(kids) == 2
             assert first[0] in kids

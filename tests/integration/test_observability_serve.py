@@ -18,46 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import require_or_skip
 from tests.factories import ProductInFactory
-from tests.integration.test_cli_and_serve import CLI, _env, _free_port, _run
-
-
-def _wait_ready(base: str, proc: subprocess.Popen[str], within: float = 120) -> None:
-    """Worker processes boot slowly on a busy two-core host: wait longer than one would."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        try:
-            if httpx2.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server did not become ready")
-
-
-def _serve(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(  # noqa: S603 - our own CLI
-        [*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
+from tests.servers import cli_env, free_port, run_cli, serve, stop, wait_ready
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> tuple[str, dict[str, str]]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"
-    port = _free_port()
-    env = _env(url, STOREFRONT_PORT=str(port))
-    _run(["migrate"], env)
+    port = free_port()
+    env = cli_env(url, STOREFRONT_PORT=str(port))
+    run_cli(["migrate"], env)
     return f"http://127.0.0.1:{port}", env
 
 
@@ -108,9 +77,9 @@ def test_on_sigterm_readiness_fails_first_while_in_flight_requests_finish(
 ) -> None:
     base, env = served
     env = {**env, "STOREFRONT_OBSERVABILITY__SHUTDOWN_DRAIN_SECONDS": "3"}
-    proc = _serve(env)
+    proc, _ = serve(env, int(env["STOREFRONT_PORT"]))
     try:
-        _wait_ready(base, proc)
+        wait_ready(base, proc)
         result = asyncio.run(_drain(base, proc))
         ready, live, finished = result["ready"], result["live"], result["finished"]
         assert isinstance(ready, httpx2.Response)
@@ -125,7 +94,7 @@ def test_on_sigterm_readiness_fails_first_while_in_flight_requests_finish(
         assert result["in_flight_done_while_draining"]
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
     finally:
-        output = _stop(proc)
+        output = stop(proc, signal.SIGINT, within=20)
     assert "draining" in output
 
 
@@ -141,9 +110,9 @@ def test_metrics_add_up_across_worker_processes(served: tuple[str, dict[str, str
     base, env = served
     metrics_dir = tempfile.mkdtemp(prefix="sf-mp-")
     env = {**env, "STOREFRONT_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
-    proc = _serve(env)
+    proc, _ = serve(env, int(env["STOREFRONT_PORT"]))
     try:
-        _wait_ready(base, proc)
+        wait_ready(base, proc)
         n = 60
         for _ in range(n):
             # a new connection each time, so both workers answer some
@@ -159,7 +128,7 @@ def test_metrics_add_up_across_worker_processes(served: tuple[str, dict[str, str
         files = list(Path(metrics_dir).glob("*.db"))
         assert len({f.name.rsplit("_", 1)[-1] for f in files}) >= 2, files  # two pids wrote
     finally:
-        _stop(proc)
+        stop(proc, signal.SIGINT, within=20)
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
@@ -174,12 +143,12 @@ def test_a_real_prometheus_scrapes_the_app_and_answers_a_query(
 ) -> None:
     require_or_skip(_prometheus_missing())
     base, env = served
-    proc = _serve(env)
+    proc, _ = serve(env, int(env["STOREFRONT_PORT"]))
     prom: subprocess.Popen[str] | None = None
     try:
-        _wait_ready(base, proc)
+        wait_ready(base, proc)
         asyncio.run(_place_traffic(base))
-        prom_port = _free_port()
+        prom_port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -221,14 +190,9 @@ def test_a_real_prometheus_scrapes_the_app_and_answers_a_query(
         ).json()["data"]["result"]
         assert up[0]["value"][1] == "1"
     finally:
-        if prom is not None and prom.poll() is None:
-            prom.terminate()
-            try:
-                prom.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait()
-        _stop(proc)
+        if prom is not None:
+            stop(prom, within=20)
+        stop(proc, signal.SIGINT, within=20)
 
 
 async def _place_traffic(base: str) -> None:

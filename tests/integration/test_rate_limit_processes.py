@@ -2,68 +2,30 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import httpx2
 
-from tests.integration.test_cli_and_serve import CLI, _env, _free_port, _run
+from tests.servers import cli_env, run_cli, serve, stop, wait_ready
 
 V1 = "/api/v1"
 
 
-def _wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
-    """Generous: two servers start at once on a machine the whole suite is loading."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        try:
-            if httpx2.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server did not become ready")
-
-
-def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI
-        [*CLI, "serve"],
-        env={**env, "STOREFRONT_PORT": str(port)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_two_processes_share_one_budget(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
-    env = _env(
+    env = cli_env(
         url,
         STOREFRONT_REDIS_URL=redis_url,
         STOREFRONT_REDIS_PREFIX=redis_prefix,
         STOREFRONT_PROTECTION__ANONYMOUS_RATE="4/minute",
     )
-    _run(["migrate"], env)
-    first, a = _serve(env)
-    second, b = _serve(env)
+    run_cli(["migrate"], env)
+    first, a = serve(env)
+    second, b = serve(env)
     try:
-        _wait_ready(a, first)
-        _wait_ready(b, second)
+        wait_ready(a, first)
+        wait_ready(b, second)
         statuses = []
         for base in (a, b, a, b):
             r = httpx2.get(f"{base}{V1}/shops/{uuid.uuid4()}", timeout=5)
@@ -81,5 +43,5 @@ def test_two_processes_share_one_budget(tmp_path: Path, redis_url: str, redis_pr
         assert health["rate_limiter"]["scope"] == "shared"
 
     finally:
-        _stop(first)
-        _stop(second)
+        stop(first)
+        stop(second)

@@ -5,15 +5,21 @@ request; see docs/decisions/0058)."""
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from storefront.app import create_app
 from storefront.catalog.routes import router as catalog_router
+from storefront.platform.cache import Entry, ResponseCache, make_entry
+from storefront.platform.http.fast_path import CachedReadFastPath
+from storefront.platform.http.middleware import RequestIdMiddleware
+from storefront.platform.observability import middleware as observability_middleware
 from storefront.shops.routes import router as shops_router
 from tests.conftest import make_settings
 
@@ -50,3 +56,79 @@ def test_hot_read_routes_have_no_thread_pool_dependencies() -> None:
                 target = call if inspect.isroutine(call) else type(call).__call__
                 assert inspect.iscoroutinefunction(target), (route.path, call)
     assert seen == HOT_ROUTES
+
+
+def test_middleware_stack_depth_and_the_fast_path_innermost() -> None:
+    """Every layer runs on every request: the stack is pinned (decision 0060). Outermost
+    first: request id, observability, security headers, load shedding, body limit, rate
+    limit, deadline, then the cache-hit fast path just before FastAPI's own routing."""
+    app = create_app(make_settings("sqlite+aiosqlite:///:memory:", rate_limit_enabled=True))
+    layers = [m.cls for m in app.user_middleware]
+    assert len(layers) == 8, layers
+    assert layers[-1] is CachedReadFastPath
+    assert layers[0] is RequestIdMiddleware
+
+
+def test_fast_path_covers_the_hot_cached_reads() -> None:
+    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"))
+    (fast,) = [m for m in app.user_middleware if m.cls is CachedReadFastPath]
+    templates = {route.template for route in fast.kwargs["routes"]}
+    assert templates == {
+        "/api/v1/shops/{shop_id}/products/{product_id}",
+        "/api/v1/shops/{shop_id}/products",
+        "/api/v1/shops/{shop_id}/catalog/summary",
+    }
+    for route in fast.kwargs["routes"]:  # an L1 lookup: it must not block the loop either
+        assert inspect.iscoroutinefunction(route.lookup)
+
+
+async def test_a_cache_hit_needs_no_redis_round_trip_under_a_lease() -> None:
+    """Without Redis the generations are in the process; with Redis see
+    tests/integration/test_cache_race_redis.py (zero commands while the lease is held)."""
+    cache = ResponseCache(redis=None, prefix="t:")
+    entry = make_entry(b"{}")
+
+    async def compute() -> Entry:
+        return entry
+
+    await cache.get_or_compute("t", "k", ["tag"], compute)
+    assert await cache.peek("t", "k", ["tag"]) == entry
+    assert not cache.holds_lease()  # a lease is a Redis notion
+
+
+async def test_access_line_is_built_only_when_its_level_is_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """structlog runs its processor chain before the stdlib level check: the middleware asks
+    the level first, so a quiet log level costs no access-line work per request."""
+    built: list[dict[str, Any]] = []
+
+    class Recorder:
+        def log(self, _level: int, _event: str, **fields: Any) -> None:
+            built.append(fields)
+
+    monkeypatch.setattr(observability_middleware, "access_log", Recorder())
+
+    async def app(_scope: Any, _receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(_message: Any) -> None:
+        return None
+
+    middleware = observability_middleware.ObservabilityMiddleware(app, record_metrics=False)
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    logger = logging.getLogger("storefront.access")
+    previous = logger.level
+    try:
+        logger.setLevel(logging.WARNING)
+        await middleware(dict(scope), receive, send)
+        assert built == []
+        logger.setLevel(logging.INFO)
+        await middleware(dict(scope), receive, send)
+        assert [line["status"] for line in built] == [200]
+    finally:
+        logger.setLevel(previous)

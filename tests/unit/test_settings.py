@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from storefront.settings import DEFAULT_JWT_SECRET, Environment, Settings
 
 GOOD_SECRET = "7c1f0e9a4b2d8c6e5f3a1b0d9e8c7f6a5b4c3d2e"  # 40 chars, not the default
+MASTER_KEY = "q3Jx9b1C4vZ0mT6yP2sW8kN5hL7dF1gA3eR0uI9oY2c="  # base64, 32 bytes
+BLIND_KEY = "Zm9yLXRlc3RzLW9ubHktYmxpbmQtaW5kZXgta2V5IS0="  # base64, 32 bytes
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +28,7 @@ def production(**overrides: Any) -> Settings:
         "environment": "production",
         "auth": {"jwt_secret": GOOD_SECRET},
         "cors_origins": ["https://shop.example.com"],
+        "privacy": {"master_keys": f"v1:{MASTER_KEY}", "blind_index_key": BLIND_KEY},
     }
     values.update(overrides)
     return Settings(**values)
@@ -81,6 +84,81 @@ def test_production_refuses_a_wildcard_cors_origin(origins: Any) -> None:
 
 def test_production_refuses_sql_echo() -> None:
     assert "STOREFRONT_DATABASE__ECHO" in refusal(database={"echo": True})
+
+
+def test_production_refuses_to_start_without_a_master_key() -> None:
+    message = refusal(privacy={})
+    assert "STOREFRONT_PRIVACY__MASTER_KEYS" in message
+    assert "STOREFRONT_PRIVACY__BLIND_INDEX_KEY" in message
+    message = refusal(privacy={"master_keys": f"v1:{MASTER_KEY}"})
+    assert "STOREFRONT_PRIVACY__BLIND_INDEX_KEY" in message
+    # a key file carries both (its blind-index key is checked when the keys load)
+    assert production(privacy={"master_key_file": "/run/secrets/keys.json"})
+
+
+@pytest.mark.parametrize(
+    "privacy",
+    [
+        {"master_keys": "v1:c2hvcnQ="},  # 5 bytes
+        {"master_keys": f"{MASTER_KEY}"},  # no version
+        {"master_keys": f"v1:{MASTER_KEY},v1:{MASTER_KEY}"},
+        {"blind_index_key": "not base64 at all!"},
+    ],
+    ids=["short", "no-version", "duplicate-version", "bad-blind-index-key"],
+)
+def test_malformed_keys_are_refused_without_printing_them(privacy: dict[str, str]) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        Settings(privacy=privacy)
+    message = str(excinfo.value)
+    assert MASTER_KEY not in message
+    assert "c2hvcnQ=" not in message
+
+
+def test_the_production_vault_uses_the_configured_keys(tmp_path: Any) -> None:
+    import base64
+    import json
+
+    from storefront.platform.crypto import MasterKeyError
+    from storefront.platform.crypto.config import build_vault, key_material
+
+    provider, blind = key_material(
+        production(
+            privacy={"master_keys": f"v2:{MASTER_KEY},v1:{BLIND_KEY}", "blind_index_key": BLIND_KEY}
+        )
+    )
+    assert provider.current_version == "v2"
+    assert provider.versions == ("v2", "v1")
+    assert blind == base64.b64decode(BLIND_KEY)
+
+    keys = tmp_path / "keys.json"
+    keys.write_text(
+        json.dumps(
+            {
+                "current": "b",
+                "keys": {"a": MASTER_KEY, "b": BLIND_KEY},
+                "blind_index_key": BLIND_KEY,
+            }
+        )
+    )
+    provider, _ = key_material(production(privacy={"master_key_file": str(keys)}))
+    assert provider.versions == ("b", "a")
+    keys.write_text(json.dumps({"current": "a", "keys": {"a": MASTER_KEY}}))
+    with pytest.raises(MasterKeyError, match="BLIND_INDEX_KEY"):
+        build_vault(production(privacy={"master_key_file": str(keys)}))
+    keys.write_text(json.dumps({"current": "z", "keys": {"a": MASTER_KEY}}))
+    with pytest.raises(MasterKeyError, match="current"):
+        build_vault(production(privacy={"master_key_file": str(keys)}))
+
+
+def test_development_derives_its_keys_from_the_secret() -> None:
+    from storefront.platform.crypto.config import key_material
+
+    one, blind_one = key_material(Settings())
+    two, blind_two = key_material(Settings(auth={"jwt_secret": GOOD_SECRET}))
+    assert one.current_version == two.current_version == "dev"
+    assert blind_one != blind_two
+    version, wrapped = one.wrap(b"k" * 32, context=b"c")
+    assert one.unwrap(wrapped, version=version, context=b"c") == b"k" * 32
 
 
 def test_production_lists_every_problem_at_once() -> None:
@@ -236,6 +314,11 @@ def test_production_from_the_environment_needs_a_secret(monkeypatch: pytest.Monk
         Settings()
 
     monkeypatch.setenv("STOREFRONT_AUTH__JWT_SECRET", GOOD_SECRET)
+    with pytest.raises(ValidationError, match="STOREFRONT_PRIVACY__MASTER_KEYS"):
+        Settings()
+
+    monkeypatch.setenv("STOREFRONT_PRIVACY__MASTER_KEYS", f"v1:{MASTER_KEY}")
+    monkeypatch.setenv("STOREFRONT_PRIVACY__BLIND_INDEX_KEY", BLIND_KEY)
     settings = Settings()
     assert settings.environment is Environment.production
     assert settings.auth.jwt_secret.get_secret_value() == GOOD_SECRET

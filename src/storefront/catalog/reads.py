@@ -10,15 +10,37 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 
 import orjson
+from sqlalchemy import bindparam, select
+from starlette.requests import Request
+from starlette.types import Scope
 
+from storefront.catalog.models import Product, ProductStatus
 from storefront.catalog.schemas import ProductOut
 from storefront.catalog.service import CatalogService, catalog_tag, product_tag
 from storefront.platform.cache import Entry, make_entry
-from storefront.platform.http.pagination import Page, encode_cursor
+from storefront.platform.errors import NotFound
+from storefront.platform.http.fast_path import FastRead, Hit
+from storefront.platform.http.pagination import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    InvalidCursor,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    next_link,
+)
 from storefront.platform.runtime import Runtime
 from storefront.shops.service import ShopService, shop_tag
+
+_PRODUCTS = Product.__table__
+_ACTIVE_PRODUCT = select(_PRODUCTS).where(
+    _PRODUCTS.c.id == bindparam("product_id"),
+    _PRODUCTS.c.shop_id == bindparam("shop_id"),
+    _PRODUCTS.c.status == ProductStatus.active,
+)
 
 
 class CatalogReads:
@@ -28,16 +50,29 @@ class CatalogReads:
 
     async def product(self, product_id: uuid.UUID) -> tuple[Entry, str]:
         async def compute() -> Entry:
-            async with self.runtime.sessionmaker() as session:
-                product = await CatalogService(session, self.shop_id).get(product_id)
-                return make_entry(ProductOut.model_validate(product).model_dump_json().encode())
+            engine = self.runtime.engine
+            if engine.dialect.name != "postgresql":
+                async with self.runtime.sessionmaker() as session:
+                    product = await CatalogService(session, self.shop_id).get(product_id)
+                    return make_entry(ProductOut.model_validate(product).model_dump_json().encode())
+            # one statement on an autocommit connection: no BEGIN/ROLLBACK round trips, no
+            # ORM identity map; the same row, columns and types (decision 0060)
+            async with engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                result = await conn.execute(
+                    _ACTIVE_PRODUCT, {"product_id": product_id, "shop_id": self.shop_id}
+                )
+                row = result.mappings().first()
+            if row is None:
+                raise NotFound("No such product in this shop.")
+            return make_entry(ProductOut.model_validate(dict(row)).model_dump_json().encode())
 
         return await self.runtime.cache.get_or_compute(
-            "product",
-            f"product:{self.shop_id}:{product_id}",
-            [product_tag(product_id)],
-            compute,
+            "product", *self._product_key(product_id), compute
         )
+
+    def _product_key(self, product_id: uuid.UUID) -> tuple[str, list[str]]:
+        return f"product:{self.shop_id}:{product_id}", [product_tag(product_id)]
 
     async def listing(
         self, *, limit: int, after: uuid.UUID | None, q: str | None, category: str | None
@@ -57,14 +92,19 @@ class CatalogReads:
             meta = {"next_cursor": next_cursor} if next_cursor else {}
             return make_entry(page.model_dump_json().encode(), meta)
 
+        return await self.runtime.cache.get_or_compute(
+            "listing", *self._listing_key(limit, after, q, category), compute
+        )
+
+    def _listing_key(
+        self, limit: int, after: uuid.UUID | None, q: str | None, category: str | None
+    ) -> tuple[str, list[str]]:
         params = orjson.dumps([limit, after.hex if after else None, q, category])
         digest = hashlib.blake2b(params, digest_size=16).hexdigest()
-        return await self.runtime.cache.get_or_compute(
-            "listing",
-            f"products:{self.shop_id}:{digest}",
-            [catalog_tag(self.shop_id), shop_tag(self.shop_id)],
-            compute,
-        )
+        return f"products:{self.shop_id}:{digest}", [
+            catalog_tag(self.shop_id),
+            shop_tag(self.shop_id),
+        ]
 
     async def summary(self) -> tuple[Entry, str]:
         async def compute() -> Entry:
@@ -73,9 +113,95 @@ class CatalogReads:
                 summary = await CatalogService(session, self.shop_id).summary()
             return make_entry(summary.model_dump_json().encode())
 
-        return await self.runtime.cache.get_or_compute(
-            "summary",
-            f"summary:{self.shop_id}",
-            [catalog_tag(self.shop_id), shop_tag(self.shop_id)],
-            compute,
+        return await self.runtime.cache.get_or_compute("summary", *self._summary_key(), compute)
+
+    def _summary_key(self) -> tuple[str, list[str]]:
+        return f"summary:{self.shop_id}", [catalog_tag(self.shop_id), shop_tag(self.shop_id)]
+
+    # --- the cache-hit fast path (platform/http/fast_path.py): L1 only, never computes ---
+    async def product_hit(self, product_id: uuid.UUID) -> Entry | None:
+        return await self.runtime.cache.peek("product", *self._product_key(product_id))
+
+    async def summary_hit(self) -> Entry | None:
+        return await self.runtime.cache.peek("summary", *self._summary_key())
+
+    async def listing_hit(
+        self, limit: int, after: uuid.UUID | None, q: str | None, category: str | None
+    ) -> Entry | None:
+        return await self.runtime.cache.peek(
+            "listing", *self._listing_key(limit, after, q, category)
         )
+
+
+def _canonical_uuid(text: str | None) -> uuid.UUID | None:
+    """The id if ``text`` is one in canonical form; anything else goes to the route, whose
+    validation decides (and may refuse it with a 422)."""
+    if text is None or len(text) != 36:
+        return None
+    try:
+        value = uuid.UUID(text)
+    except ValueError:
+        return None
+    return value if str(value) == text.lower() else None
+
+
+NO_HEADERS: dict[str, str] = {}
+
+
+async def product_hit(runtime: Runtime, params: Mapping[str, str], _scope: Scope) -> Hit | None:
+    shop_id = _canonical_uuid(params.get("shop_id"))
+    product_id = _canonical_uuid(params.get("product_id"))
+    if shop_id is None or product_id is None:
+        return None
+    entry = await CatalogReads(runtime, shop_id).product_hit(product_id)
+    return None if entry is None else (entry, NO_HEADERS)
+
+
+async def summary_hit(runtime: Runtime, params: Mapping[str, str], _scope: Scope) -> Hit | None:
+    shop_id = _canonical_uuid(params.get("shop_id"))
+    if shop_id is None:
+        return None
+    entry = await CatalogReads(runtime, shop_id).summary_hit()
+    return None if entry is None else (entry, NO_HEADERS)
+
+
+def _text(value: str | None, max_length: int) -> bool:
+    return value is None or 1 <= len(value) <= max_length
+
+
+async def listing_hit(runtime: Runtime, params: Mapping[str, str], scope: Scope) -> Hit | None:
+    """The listing's parameters as ``list_products`` validates them; anything it might
+    read differently (a limit not written as a plain number, a bad cursor) goes to it."""
+    shop_id = _canonical_uuid(params.get("shop_id"))
+    raw_limit, cursor = params.get("limit"), params.get("cursor")
+    q, category = params.get("q"), params.get("category")
+    if shop_id is None or not (_text(q, 100) and _text(category, 64) and _text(cursor, 256)):
+        return None
+    limit = DEFAULT_PAGE_SIZE
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or str(int(raw_limit)) != raw_limit:
+            return None
+        limit = int(raw_limit)
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            return None
+    try:
+        after = decode_cursor(cursor)
+    except InvalidCursor:
+        return None
+    entry = await CatalogReads(runtime, shop_id).listing_hit(limit, after, q, category)
+    if entry is None:
+        return None
+    if next_cursor := entry.meta.get("next_cursor"):
+        return entry, {"Link": next_link(Request(scope), next_cursor)}
+    return entry, NO_HEADERS
+
+
+FAST_READS = (
+    FastRead("/shops/{shop_id}/products/{product_id}", product_hit),
+    FastRead(
+        "/shops/{shop_id}/products",
+        listing_hit,
+        query=frozenset({"limit", "cursor", "q", "category"}),
+    ),
+    FastRead("/shops/{shop_id}/catalog/summary", summary_hit),
+)

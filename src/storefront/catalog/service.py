@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storefront.catalog.models import Product
 from storefront.catalog.repository import ProductRepository
 from storefront.catalog.schemas import CatalogSummaryOut, CategorySummary, ProductIn
+from storefront.platform.audit import record
 from storefront.platform.cache import invalidate_after_commit
 from storefront.platform.errors import (
     Conflict,
@@ -61,6 +62,21 @@ class CatalogService:
         tags = [catalog_tag(self.shop_id), *(product_tag(p) for p in product_ids)]
         invalidate_after_commit(self.session, tags)
 
+    def _audit(
+        self,
+        action: str,
+        product_id: uuid.UUID,
+        details: dict[str, str | int | bool | None] | None = None,
+    ) -> None:
+        record(
+            self.session,
+            action,
+            object_type="product",
+            object_id=product_id,
+            shop_id=self.shop_id,
+            details=details,
+        )
+
     async def list_page(
         self, *, limit: int, after: uuid.UUID | None, q: str | None, category: str | None
     ) -> tuple[Sequence[Product], uuid.UUID | None]:
@@ -85,6 +101,7 @@ class CatalogService:
         except IntegrityError as exc:
             raise Conflict(f"This shop already has a product with sku {data.sku!r}.") from exc
         self._changed([product.id])
+        self._audit("product.created", product.id)
         return product
 
     async def update(
@@ -98,12 +115,18 @@ class CatalogService:
                 )
             raise NotFound("No such product in this shop.")
         self._changed([product.id])
+        self._audit(
+            "product.updated",
+            product.id,
+            {"version": updated.version, "fields": ",".join(sorted(changes))},
+        )
         return updated
 
     async def archive(self, product_id: uuid.UUID) -> None:
         if not await self.products.archive(product_id):
             raise NotFound("No such product in this shop.")
         self._changed([product_id])
+        self._audit("product.archived", product_id)
 
     async def upsert_many(self, items: Sequence[ProductIn]) -> tuple[int, int]:
         created = updated = 0
@@ -112,6 +135,15 @@ class CatalogService:
             c, u, ids = await self.products.upsert_many(batch)
             created, updated = created + c, updated + u
             self._changed(ids)
+        # one entry for the whole request, with counts (not one per product)
+        record(
+            self.session,
+            "products.bulk_upserted",
+            object_type="shop",
+            object_id=self.shop_id,
+            shop_id=self.shop_id,
+            details={"items": len(items), "created": created, "updated": updated},
+        )
         return created, updated
 
     async def reserve(self, lines: Iterable[tuple[uuid.UUID, int]]) -> list[ReservedItem]:

@@ -1,21 +1,28 @@
-"""``storefront keys ...``: manage the access-token signing keys (shared via the database)."""
+"""``storefront keys ...``: manage the access-token signing keys (shared via the database)
+and the master keys that wrap personal data keys (``rotate-master``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from storefront.platform.crypto.config import key_material
+from storefront.platform.crypto.rotation import pending, rotate_master
 from storefront.platform.db import create_engine, create_sessionmaker
 from storefront.platform.security.keys import KeyStore
 from storefront.platform.security.kit import KEY_PURPOSE
 from storefront.platform.security.secretbox import SecretBox
 from storefront.settings import get_settings
 
-keys_app = typer.Typer(help="Access-token signing keys (EdDSA, shared by every process).")
+keys_app = typer.Typer(
+    help="Access-token signing keys (EdDSA, shared by every process) and personal-data master keys."
+)
 console = Console()
 
 
@@ -57,5 +64,60 @@ def list_keys() -> None:
             await store.load(create_if_empty=False)
             for jwk in store.ring.jwks()["keys"]:
                 console.print(jwk["kid"])
+
+    asyncio.run(main())
+
+
+@keys_app.command("rotate-master")
+def rotate_master_command(
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            max=10_000,
+            help="Data keys per transaction (default STOREFRONT_PRIVACY__ROTATION_BATCH_SIZE)",
+        ),
+    ] = None,
+) -> None:
+    """Re-wrap every personal-data key under the current master key (the first of
+    STOREFRONT_PRIVACY__MASTER_KEYS), online and in batches. Interrupted: run it again."""
+    settings = get_settings()
+    provider, _ = key_material(settings)
+    size = batch_size or settings.privacy.rotation_batch_size
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            sessionmaker = create_sessionmaker(engine)
+            total = await pending(sessionmaker, provider)
+            console.print(
+                f"{total} data keys to re-wrap under master key "
+                f"[bold]{provider.current_version}[/bold]"
+            )
+            with Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task("Re-wrapping data keys", total=total)
+                result = await rotate_master(
+                    sessionmaker,
+                    provider,
+                    batch_size=size,
+                    on_batch=lambda count: progress.advance(task, count),
+                )
+        finally:
+            await engine.dispose()
+        console.print(
+            f"Re-wrapped {result.rewrapped} data keys in {result.batches} batches; "
+            f"{result.remaining} left under another master version."
+        )
+        if result.remaining:
+            console.print("Some rows were busy or new: run the command again to finish.")
+            raise typer.Exit(code=1)
+        console.print("Older master keys can now be removed from the configuration.")
 
     asyncio.run(main())

@@ -64,7 +64,7 @@ async def _current_user(
             raise SecurityBackendUnavailable("Cannot check the token right now.") from exc
         if revoked:
             raise Unauthenticated(INVALID, error="invalid_token")
-    user = await IdentityService(session, runtime.passwords).get_active(user_id)
+    user = await IdentityService(session, runtime.passwords, runtime.vault).get_active(user_id)
     if user is None:
         raise Unauthenticated(INVALID, error="invalid_token")
     bind_user(str(user.id))  # the access log line and later log lines name the caller

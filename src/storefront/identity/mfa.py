@@ -18,6 +18,7 @@ import pyotp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.identity.models import TotpFactor, User
+from storefront.identity.profile import open_profile
 from storefront.identity.repository import MfaRepository
 from storefront.platform.db import utcnow
 from storefront.platform.errors import Conflict, NotFound
@@ -78,8 +79,10 @@ class MfaService:
         await self.repo.put_totp(
             TotpFactor(user_id=user.id, secret_sealed=self.box.seal(secret.encode()))
         )
+        profile = await open_profile(self.session, self.runtime.vault, user)
         uri = pyotp.TOTP(secret, digits=DIGITS).provisioning_uri(
-            name=user.email, issuer_name=self.runtime.security.auth.totp_issuer
+            name=profile.email if profile else str(user.id),
+            issuer_name=self.runtime.security.auth.totp_issuer,
         )
         return Enrolment(secret=secret, otpauth_uri=uri)
 

@@ -13,9 +13,12 @@ class User(TimestampMixin, Base):
     __tablename__ = "users"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    # stored normalised (lower-cased): uniqueness is case-insensitive on every backend
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    display_name: Mapped[str] = mapped_column(String(100))
+    # personal data is sealed with the user's data key (platform.crypto); the email is found
+    # through its blind index: a keyed hash of the normalised (lower-cased) address, unique,
+    # so uniqueness stays case-insensitive on every backend
+    email_index: Mapped[str] = mapped_column(String(64), unique=True)
+    email_sealed: Mapped[str] = mapped_column(Text)
+    display_name_sealed: Mapped[str] = mapped_column(Text)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(default=True)
     is_admin: Mapped[bool] = mapped_column(default=False)

@@ -7,6 +7,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.identity.models import AuthSession, RecoveryCode, RefreshToken, TotpFactor, User
+from storefront.platform.crypto import DataKeyRow, PersonalDataVault
 
 
 class UserRepository:
@@ -16,12 +17,36 @@ class UserRepository:
     async def get(self, user_id: uuid.UUID) -> User | None:
         return await self.session.get(User, user_id)
 
-    async def get_active(self, user_id: uuid.UUID) -> User | None:
-        stmt = select(User).where(User.id == user_id, User.is_active.is_(True))
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+    async def get_active(
+        self, user_id: uuid.UUID, *, vault: PersonalDataVault | None = None
+    ) -> User | None:
+        """With ``vault``: the user's data key row comes along in the same query and is
+        cached on the session, so opening their profile later costs no query."""
+        if vault is None:
+            stmt = select(User).where(User.id == user_id, User.is_active.is_(True))
+            return (await self.session.execute(stmt)).scalar_one_or_none()
+        joined = (
+            select(User, *vault.key_columns())
+            .outerjoin(DataKeyRow, DataKeyRow.subject_id == User.id)
+            .where(User.id == user_id, User.is_active.is_(True))
+        )
+        row = (await self.session.execute(joined)).one_or_none()
+        if row is None:
+            return None
+        user: User = row[0]
+        vault.remember(
+            self.session,
+            user.id,
+            key_version=row.key_version,
+            wrapped_key=row.wrapped_key,
+            master_version=row.master_version,
+            destroyed_at=row.destroyed_at,
+        )
+        return user
 
-    async def by_email(self, email: str) -> User | None:
-        stmt = select(User).where(User.email == email)
+    async def by_email_index(self, email_index: str) -> User | None:
+        """The user whose email has this blind index (see PersonalDataVault.blind_index)."""
+        stmt = select(User).where(User.email_index == email_index)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def exists(self, user_id: uuid.UUID) -> bool:

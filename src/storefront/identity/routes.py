@@ -8,6 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from storefront.identity.deps import Client, CurrentPair, CurrentUserRow
 from storefront.identity.mfa import MfaService
+from storefront.identity.models import User
 from storefront.identity.schemas import (
     CodeIn,
     LoginIn,
@@ -31,7 +32,7 @@ from storefront.identity.service import (
     require_recent_auth,
 )
 from storefront.identity.sessions import ClientInfo, IssuedTokens, SessionService, emit
-from storefront.platform.audit import SecurityEvent
+from storefront.platform.audit import SecurityEvent, record
 from storefront.platform.errors import NotFound, Unauthenticated
 from storefront.platform.http.deps import RuntimeDep, SessionDep
 from storefront.platform.http.responses import NO_STORE, PROBLEM_RESPONSES, no_store
@@ -53,7 +54,17 @@ def _pair(issued: IssuedTokens) -> TokenOut:
     )
 
 
-def _login_out(result: IssuedTokens | MfaChallenge) -> TokenOut | MfaRequiredOut:
+async def _sign_in(
+    email: str,
+    password: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    client: Client,
+    response: Response,
+) -> TokenOut | MfaRequiredOut:
+    """Password sign-in (/auth/login and /auth/token): a token pair, or an MFA challenge."""
+    no_store(response)
+    result = await SignInService(session, runtime).login(email, password, client)
     if isinstance(result, MfaChallenge):
         return MfaRequiredOut(mfa_token=result.mfa_token)
     return _pair(result)
@@ -68,11 +79,13 @@ def _login_out(result: IssuedTokens | MfaChallenge) -> TokenOut | MfaRequiredOut
 async def register(
     body: RegisterIn, session: SessionDep, runtime: RuntimeDep, response: Response
 ) -> UserOut:
-    user = await IdentityService(session, runtime.passwords).register(
+    identity = IdentityService(session, runtime.passwords, runtime.vault)
+    user = await identity.register(
         email=body.email, password=body.password, display_name=body.display_name
     )
+    record(session, "user.registered", object_type="user", object_id=user.id, actor_id=user.id)
     no_store(response)
-    return UserOut.model_validate(user)
+    return await _user_out(identity, user)
 
 
 @router.post(
@@ -84,9 +97,7 @@ async def register(
 async def login(
     body: LoginIn, session: SessionDep, runtime: RuntimeDep, client: Client, response: Response
 ) -> TokenOut | MfaRequiredOut:
-    no_store(response)
-    result = await SignInService(session, runtime).login(body.email, body.password, client)
-    return _login_out(result)
+    return await _sign_in(body.email, body.password, session, runtime, client, response)
 
 
 @router.post(
@@ -102,9 +113,7 @@ async def token(
     client: Client,
     response: Response,
 ) -> TokenOut | MfaRequiredOut:
-    no_store(response)
-    result = await SignInService(session, runtime).login(form.username, form.password, client)
-    return _login_out(result)
+    return await _sign_in(form.username, form.password, session, runtime, client, response)
 
 
 @router.post("/auth/mfa/verify", response_model=TokenOut, responses=AUTH_RESPONSES)
@@ -197,7 +206,7 @@ async def totp_enrol(
 ) -> TotpEnrolmentOut:
     no_store(response)
     enrolment = await MfaService(session, runtime).enrol(user)
-    await emit(runtime, _event("mfa.totp.enrolment_started", user.id, client))
+    await emit(runtime, _event("mfa.totp.enrolment_started", user.id, client), session=session)
     return TotpEnrolmentOut(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri)
 
 
@@ -218,9 +227,11 @@ async def totp_confirm(
     no_store(response)
     codes = await MfaService(session, runtime).confirm(user, body.code)
     if not codes:
-        await emit(runtime, _event("mfa.totp.confirm_failed", user.id, client, "failure"))
+        await emit(
+            runtime, _event("mfa.totp.confirm_failed", user.id, client, "failure"), session=session
+        )
         raise Unauthenticated(BAD_CODE)
-    await emit(runtime, _event("mfa.totp.enabled", user.id, client))
+    await emit(runtime, _event("mfa.totp.enabled", user.id, client), session=session)
     return RecoveryCodesOut(recovery_codes=codes)
 
 
@@ -239,10 +250,12 @@ async def totp_remove(
     if not await mfa.enabled(user.id):
         raise NotFound("Two-factor sign-in is not on.")
     if await mfa.verify(user.id, body.code) is None:
-        await emit(runtime, _event("mfa.totp.remove_failed", user.id, client, "failure"))
+        await emit(
+            runtime, _event("mfa.totp.remove_failed", user.id, client, "failure"), session=session
+        )
         raise Unauthenticated(BAD_CODE)
     await mfa.remove(user.id)
-    await emit(runtime, _event("mfa.totp.removed", user.id, client))
+    await emit(runtime, _event("mfa.totp.removed", user.id, client), session=session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -283,10 +296,24 @@ def _event(
     )
 
 
+async def _user_out(identity: IdentityService, user: User) -> UserOut:
+    profile = await identity.profile(user)
+    if profile is None:  # erased: cannot be signed in, but never show a sealed value
+        raise Unauthenticated("This account was erased.", error="invalid_token")
+    return UserOut(
+        id=user.id,
+        email=profile.email,
+        display_name=profile.display_name,
+        created_at=user.created_at,
+    )
+
+
 @router.get("/users/me", response_model=UserOut, responses=PROBLEM_RESPONSES)
-async def me(user: CurrentUserRow, response: Response) -> UserOut:
+async def me(
+    user: CurrentUserRow, session: SessionDep, runtime: RuntimeDep, response: Response
+) -> UserOut:
     response.headers["Cache-Control"] = NO_STORE
-    return UserOut.model_validate(user)
+    return await _user_out(IdentityService(session, runtime.passwords, runtime.vault), user)
 
 
 @router.patch("/users/me", response_model=UserOut, responses=PROBLEM_RESPONSES)
@@ -297,11 +324,10 @@ async def update_me(
     runtime: RuntimeDep,
     response: Response,
 ) -> UserOut:
-    updated = await IdentityService(session, runtime.passwords).update_profile(
-        user, display_name=body.display_name
-    )
+    identity = IdentityService(session, runtime.passwords, runtime.vault)
+    updated = await identity.update_profile(user, display_name=body.display_name)
     no_store(response)
-    return UserOut.model_validate(updated)
+    return await _user_out(identity, updated)
 
 
 @jwks_router.get(

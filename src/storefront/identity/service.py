@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storefront.identity.mfa import MfaService
 from storefront.identity.models import User
 from storefront.identity.password_policy import check_password, normalize_password
+from storefront.identity.profile import Profile, display_name_aad, email_aad, open_profile
 from storefront.identity.repository import UserRepository
 from storefront.identity.sessions import ClientInfo, IssuedTokens, SessionService, emit
 from storefront.platform.audit import SecurityEvent
-from storefront.platform.db import utcnow
+from storefront.platform.crypto import PersonalDataVault, vault_of
+from storefront.platform.db import new_id, utcnow
 from storefront.platform.errors import (
     Conflict,
     Forbidden,
@@ -43,10 +45,17 @@ async def user_exists(session: AsyncSession, user_id: uuid.UUID) -> bool:
     return await UserRepository(session).exists(user_id)
 
 
-async def contact_of(session: AsyncSession, user_id: uuid.UUID) -> tuple[str, str] | None:
-    """(email, display name) of an active user, for other domains' notifications."""
-    user = await UserRepository(session).get_active(user_id)
-    return None if user is None else (user.email, user.display_name)
+async def contact_of(
+    session: AsyncSession, user_id: uuid.UUID, *, vault: PersonalDataVault | None = None
+) -> tuple[str, str] | None:
+    """(email, display name) of an active user, for other domains' notifications; None for
+    an unknown, inactive or erased user."""
+    vault = vault or vault_of(session)
+    user = await UserRepository(session).get_active(user_id, vault=vault)
+    if user is None:
+        return None
+    profile = await open_profile(session, vault, user)
+    return None if profile is None else (profile.email, profile.display_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,19 +79,40 @@ def _account_key(email: str) -> str:
 
 
 class IdentityService:
-    def __init__(self, session: AsyncSession, passwords: PasswordHasher) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        passwords: PasswordHasher,
+        vault: PersonalDataVault | None = None,
+    ) -> None:
+        """``vault``: the runtime's; by default the one the session's sessionmaker carries."""
         self.session = session
         self.users = UserRepository(session)
         self.passwords = passwords
+        self.vault = vault or vault_of(session)
+
+    async def by_email(self, email: str) -> User | None:
+        """Through the email's blind index: the address itself is stored only sealed."""
+        return await self.users.by_email_index(self.vault.blind_index(normalize_email(email)))
+
+    async def profile(self, user: User) -> Profile | None:
+        return await open_profile(self.session, self.vault, user)
 
     async def register(self, *, email: str, password: str, display_name: str) -> User:
         email = normalize_email(email)
         password = check_password(password, email=email)
-        if await self.users.by_email(email) is not None:
+        if await self.by_email(email) is not None:
             raise Conflict("An account with this email already exists.")
+        user_id = new_id()
         user = User(
-            email=email,
-            display_name=display_name,
+            id=user_id,
+            email_index=self.vault.blind_index(email),
+            email_sealed=await self.vault.seal_for(
+                self.session, user_id, email, aad=email_aad(user_id)
+            ),
+            display_name_sealed=await self.vault.seal_for(
+                self.session, user_id, display_name, aad=display_name_aad(user_id)
+            ),
             password_hash=await self.passwords.hash(password),
         )
         try:
@@ -96,7 +126,7 @@ class IdentityService:
     async def authenticate(self, *, email: str, password: str) -> User:
         """Same answer and comparable time whether or not the account exists."""
         password = normalize_password(password)
-        user = await self.users.by_email(normalize_email(email))
+        user = await self.by_email(email)
         if user is None or not user.is_active:
             await self.passwords.verify_dummy(password)
             metrics.record_signin_failed("bad_credentials")
@@ -110,11 +140,14 @@ class IdentityService:
         return user
 
     async def get_active(self, user_id: uuid.UUID) -> User | None:
-        return await self.users.get_active(user_id)
+        """The user, with their data key cached on the session (no query to open it later)."""
+        return await self.users.get_active(user_id, vault=self.vault)
 
     async def update_profile(self, user: User, *, display_name: str | None) -> User:
         if display_name is not None:
-            user.display_name = display_name
+            user.display_name_sealed = await self.vault.seal_for(
+                self.session, user.id, display_name, aad=display_name_aad(user.id)
+            )
         await self.session.flush()
         return user
 
@@ -126,7 +159,7 @@ class SignInService:
         self.session = session
         self.runtime = runtime
         self.kit = runtime.security
-        self.identity = IdentityService(session, runtime.passwords)
+        self.identity = IdentityService(session, runtime.passwords, runtime.vault)
         self.sessions = SessionService(session, runtime)
         self.mfa = MfaService(session, runtime)
 
@@ -141,6 +174,7 @@ class SignInService:
                 user_agent=client.user_agent,
                 **fields,  # type: ignore[arg-type]
             ),
+            session=self.session,
         )
 
     async def login(
@@ -255,7 +289,8 @@ class SignInService:
                 reason="wrong_current_password",
             )
             raise Forbidden("The current password is not correct.")
-        normalized = check_password(new_password, email=user.email)
+        profile = await self.identity.profile(user)
+        normalized = check_password(new_password, email=profile.email if profile else None)
         user.password_hash = await self.runtime.passwords.hash(normalized)
         await self.session.flush()
         revoked = await self.sessions.revoke_others(user.id, session_id, "password_changed", client)

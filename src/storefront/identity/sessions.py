@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.identity.models import AuthSession, RefreshToken, User
 from storefront.identity.repository import SessionRepository, UserRepository
-from storefront.platform.audit import SecurityEvent
+from storefront.platform.audit import SecurityEvent, record_security_event
 from storefront.platform.db import utcnow
 from storefront.platform.errors import NotFound, SecurityBackendUnavailable, Unauthenticated
 from storefront.platform.runtime import Runtime
@@ -48,8 +48,11 @@ def hash_refresh_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-async def emit(runtime: Runtime, event: SecurityEvent) -> None:
+async def emit(runtime: Runtime, event: SecurityEvent, *, session: AsyncSession) -> None:
+    """Report a security event (the sink: a log line) and record it in the audit log, in
+    ``session``'s transaction; a failed or denied attempt is kept even if that rolls back."""
     await runtime.security.audit.emit(event)
+    record_security_event(session, event)
 
 
 class SessionService:
@@ -213,6 +216,7 @@ class SessionService:
                     user_agent=client.user_agent,
                     reason=reason,
                 ),
+                session=self.session,
             )
         return len(revoked)
 
@@ -244,4 +248,5 @@ class SessionService:
                 user_agent=client.user_agent,
                 reason=reason,
             ),
+            session=self.session,
         )

@@ -13,17 +13,18 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storefront.orders.models import OrderStatus
 from storefront.orders.repository import ExportBatch, OrderRepository
-from storefront.orders.schemas import AddressIn, OrderLineOut, OrderOut
+from storefront.orders.schemas import AddressIn
+from storefront.orders.sealing import MAX_CACHED_KEYS, open_addresses, order_out
+from storefront.platform.crypto import vault_of
 from storefront.platform.db import snapshot_session
 
 NDJSON = "application/x-ndjson"
@@ -40,6 +41,7 @@ CSV_HEADER = (
     "total_cents",
     "created_at",
     "updated_at",
+    "customer_erased",  # true: the customer was erased, the address columns are empty
     *(f"shipping_{name}" for name in ADDRESS_FIELDS),
     "line_number",
     "product_id",
@@ -50,38 +52,26 @@ CSV_HEADER = (
     "line_total_cents",
 )
 
-Batch = ExportBatch
+# (order row, its line rows, its opened address or None for an erased customer)
+Batch = list[tuple[Any, list[Any], dict[str, Any] | None]]
 
 
-def to_order_out(order: Row[Any], lines: Iterable[Row[Any]]) -> OrderOut:
-    """The same model the JSON listing serializes (rows are already typed: no validation)."""
-    return OrderOut.model_construct(
-        id=order.id,
-        shop_id=order.shop_id,
-        customer_id=order.customer_id,
-        status=order.status,
-        currency=order.currency,
-        total_cents=order.total_cents,
-        lines=[
-            OrderLineOut.model_construct(
-                product_id=line.product_id,
-                sku=line.sku,
-                name=line.name,
-                unit_price_cents=line.unit_price_cents,
-                quantity=line.quantity,
-                line_total_cents=line.line_total_cents,
-            )
-            for line in lines
-        ],
-        shipping_address=order.shipping_address,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-    )
+async def open_batch(session: AsyncSession, batch: ExportBatch) -> Batch:
+    """Open a batch's addresses: one query for the keys of customers not seen before in this
+    stream (a bounded number of keys stays cached between batches)."""
+    vault = vault_of(session)
+    if vault.cached_count(session) > MAX_CACHED_KEYS:
+        vault.forget_cached(session)
+    addresses = await open_addresses(session, [order for order, _ in batch], vault=vault)
+    return [
+        (order, lines, address) for (order, lines), address in zip(batch, addresses, strict=True)
+    ]
 
 
 def ndjson_batch(batch: Batch) -> bytes:
     return b"".join(
-        to_order_out(order, lines).model_dump_json().encode() + b"\n" for order, lines in batch
+        order_out(order, lines, address).model_dump_json().encode() + b"\n"
+        for order, lines, address in batch
     )
 
 
@@ -107,8 +97,8 @@ class CsvEncoder:
         return self._take()
 
     def batch(self, batch: Batch) -> bytes:
-        for order, lines in batch:
-            data = to_order_out(order, lines).model_dump(mode="json")
+        for order, lines, address_in in batch:
+            data = order_out(order, lines, address_in).model_dump(mode="json")
             address = data["shipping_address"] or {}
             head = [
                 data["id"],
@@ -119,6 +109,7 @@ class CsvEncoder:
                 data["total_cents"],
                 data["created_at"],
                 data["updated_at"],
+                "true" if data["customer_erased"] else "false",
                 *(_cell(address.get(name)) for name in ADDRESS_FIELDS),
             ]
             for number, line in enumerate(data["lines"], start=1):
@@ -172,7 +163,7 @@ class OrderExport:
             )
             try:
                 async for batch in batches:
-                    yield encode(batch)
+                    yield encode(await open_batch(session, batch))
             finally:
                 with anyio.CancelScope(shield=True):
                     await batches.aclose()

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Enum, ForeignKey, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storefront.platform.db import Base, TimestampMixin, new_id
@@ -38,8 +38,11 @@ class Order(TimestampMixin, Base):
     )
     currency: Mapped[str] = mapped_column(String(3))
     total_cents: Mapped[int] = mapped_column(BigInteger)
-    shipping_address: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # the address (with the phone number) as JSON, sealed with the customer's data key
+    shipping_address_sealed: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(default=1)
+    # set once the confirmation email went out: a redelivered job does not mail it again
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(default=None)
 
     lines: Mapped[list[OrderLine]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="OrderLine.position"

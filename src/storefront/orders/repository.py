@@ -20,7 +20,7 @@ _EXPORT_ORDER_COLUMNS = (
     Order.status,
     Order.currency,
     Order.total_cents,
-    Order.shipping_address,
+    Order.shipping_address_sealed,
     Order.created_at,
     Order.updated_at,
 )
@@ -66,6 +66,18 @@ class OrderRepository:
         """The committed status now (a column read, never the session's cached object)."""
         stmt = self._base().where(Order.id == order_id).with_only_columns(Order.status)
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def mark_confirmation_sent(self, order_id: uuid.UUID) -> bool:
+        """Record that the confirmation email went out; False if already recorded. Leaves
+        ``updated_at`` and ``version`` alone: the order itself did not change."""
+        stmt = (
+            update(Order)
+            .where(Order.shop_id == self.shop_id, Order.id == order_id)
+            .where(Order.confirmation_sent_at.is_(None))
+            .values(confirmation_sent_at=utcnow(), updated_at=Order.updated_at)
+        )
+        result: Any = await self.session.execute(stmt)
+        return bool(result.rowcount)
 
     async def list(
         self, *, limit: int, after: uuid.UUID | None, status: OrderStatus | None

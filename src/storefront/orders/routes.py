@@ -10,6 +10,7 @@ from storefront.orders.export import CSV as EXPORT_CSV
 from storefront.orders.export import NDJSON as EXPORT_NDJSON
 from storefront.orders.models import OrderStatus
 from storefront.orders.schemas import OrderIn, OrderOut
+from storefront.orders.sealing import orders_out
 from storefront.orders.service import OrderService
 from storefront.platform.http.deps import RuntimeDep, SessionDep
 from storefront.platform.http.negotiation import negotiate
@@ -41,9 +42,10 @@ async def create_order(
 ) -> Response:
     async def place() -> StoredResponse:
         order = await OrderService(session, shop_id, jobs=runtime.jobs).place(principal, body)
+        (out,) = await orders_out(session, [order])
         return StoredResponse(
             status.HTTP_201_CREATED,
-            OrderOut.model_validate(order).model_dump_json().encode(),
+            out.model_dump_json().encode(),
             {"Location": f"/api/v1/shops/{shop_id}/orders/{order.id}", "Cache-Control": "no-store"},
         )
 
@@ -107,9 +109,7 @@ async def list_orders(
     set_next_link(request, response, next_cursor)
     no_store(response)
     response.headers["Vary"] = "Accept"  # the same URL also serves the streamed exports
-    return Page[OrderOut](
-        items=[OrderOut.model_validate(o) for o in items], next_cursor=next_cursor
-    )
+    return Page[OrderOut](items=await orders_out(session, items), next_cursor=next_cursor)
 
 
 @router.get(
@@ -123,7 +123,9 @@ async def get_order(
     response: Response,
 ) -> OrderOut:
     no_store(response)
-    return OrderOut.model_validate(await OrderService(session, shop_id).get(principal, order_id))
+    order = await OrderService(session, shop_id).get(principal, order_id)
+    (out,) = await orders_out(session, [order])
+    return out
 
 
 @router.post(
@@ -136,8 +138,10 @@ async def cancel_order(
     order_id: uuid.UUID,
     principal: CurrentPrincipal,
     session: SessionDep,
+    runtime: RuntimeDep,
     response: Response,
 ) -> OrderOut:
     no_store(response)
-    order = await OrderService(session, shop_id).cancel(principal, order_id)
-    return OrderOut.model_validate(order)
+    order = await OrderService(session, shop_id, jobs=runtime.jobs).cancel(principal, order_id)
+    (out,) = await orders_out(session, [order])
+    return out

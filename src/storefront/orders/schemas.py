@@ -69,6 +69,8 @@ class OrderOut(BaseModel):
     currency: str
     total_cents: int
     lines: list[OrderLineOut]
-    shipping_address: dict[str, Any]
+    # None (and customer_erased) once the customer was erased: their data key is destroyed
+    shipping_address: dict[str, Any] | None
+    customer_erased: bool = False
     created_at: datetime
     updated_at: datetime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,15 +14,44 @@ from storefront.orders.export import OrderExport
 from storefront.orders.models import Order, OrderLine, OrderStatus
 from storefront.orders.repository import OrderRepository
 from storefront.orders.schemas import OrderIn
+from storefront.orders.sealing import seal_address
 from storefront.orders.tasks import send_order_confirmation
+from storefront.platform.audit import record
+from storefront.platform.db import new_id
 from storefront.platform.errors import InvalidTransition, NotFound, UnprocessableEntity
 from storefront.platform.jobs import JobQueue
 from storefront.platform.observability import metrics
 from storefront.shops.service import ShopService
+from storefront.webhooks.schemas import WebhookEvent
+from storefront.webhooks.service import publish
 
 # who may cancel from which state
 CUSTOMER_CANCELLABLE = {OrderStatus.pending}
 STAFF_CANCELLABLE = {OrderStatus.pending, OrderStatus.paid}
+
+
+def event_data(order: Order) -> dict[str, Any]:
+    """What a webhook receiver learns about an order: no personal data (no address, no
+    customer), only what the shop needs to act on it."""
+    return {
+        "id": str(order.id),
+        "shop_id": str(order.shop_id),
+        "status": order.status.value,
+        "currency": order.currency,
+        "total_cents": order.total_cents,
+        "lines": [
+            {
+                "product_id": str(line.product_id),
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "unit_price_cents": line.unit_price_cents,
+                "line_total_cents": line.line_total_cents,
+            }
+            for line in order.lines
+        ],
+        "created_at": order.created_at.isoformat(),
+        "updated_at": order.updated_at.isoformat(),
+    }
 
 
 class MixedCurrencies(UnprocessableEntity):
@@ -65,13 +95,21 @@ class OrderService:
             )
             for position, line in enumerate(data.lines)
         ]
+        order_id = new_id()
         order = Order(
+            id=order_id,
             shop_id=self.shop_id,
             customer_id=principal.user_id,
             status=OrderStatus.pending,
             currency=currencies.pop(),
             total_cents=sum(line.line_total_cents for line in lines),
-            shipping_address=data.shipping_address.model_dump(mode="json"),
+            # sealed with the customer's data key, bound to this order
+            shipping_address_sealed=await seal_address(
+                self.session,
+                order_id,
+                principal.user_id,
+                data.shipping_address.model_dump(mode="json"),
+            ),
             lines=lines,
         )
         placed = await OrderRepository(self.session, self.shop_id, customer_id=None).add(order)
@@ -83,6 +121,17 @@ class OrderService:
                 shop_id=str(self.shop_id),
                 order_id=str(placed.id),
             )
+        await publish(
+            self.session, self.jobs, self.shop_id, WebhookEvent.order_placed, event_data(placed)
+        )
+        record(
+            self.session,
+            "order.placed",
+            object_type="order",
+            object_id=placed.id,
+            shop_id=self.shop_id,
+            details={"status": placed.status.value, "lines": len(placed.lines)},
+        )
         metrics.record_order_placed(placed.currency, placed.total_cents)
         return placed
 
@@ -109,7 +158,20 @@ class OrderService:
         after: uuid.UUID | None,
     ) -> OrderExport:
         """What a streamed export may contain: staff get every order, customers their own."""
-        repo, _ = await self._repository(principal)
+        repo, is_staff = await self._repository(principal)
+        # the export streams after this transaction: the entry records that it was granted
+        record(
+            self.session,
+            "orders.exported",
+            object_type="shop",
+            object_id=self.shop_id,
+            shop_id=self.shop_id,
+            details={
+                "format": media_type,
+                "status": None if status is None else status.value,
+                "scope": "all" if is_staff else "own",
+            },
+        )
         return OrderExport(
             shop_id=self.shop_id,
             customer_id=repo.customer_id,
@@ -146,5 +208,24 @@ class OrderService:
         refreshed = await repo.get(order_id)
         if refreshed is None:  # pragma: no cover - same transaction, cannot vanish
             raise NotFound("No such order.")
+        await publish(
+            self.session,
+            self.jobs,
+            self.shop_id,
+            WebhookEvent.order_cancelled,
+            event_data(refreshed),
+        )
+        record(
+            self.session,
+            "order.cancelled",
+            object_type="order",
+            object_id=order_id,
+            shop_id=self.shop_id,
+            details={
+                "from": order.status.value,
+                "to": refreshed.status.value,
+                "by_staff": is_staff,
+            },
+        )
         metrics.record_order_cancelled()
         return refreshed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,8 @@ def create_sessionmaker(
 AfterCommit = Callable[[], Awaitable[None]]
 _PENDING = "storefront.after_commit.pending"
 _COMMITTED = "storefront.after_commit.committed"
+_ROLLBACK_PENDING = "storefront.after_rollback.pending"
+_ROLLED_BACK = "storefront.after_rollback.rolled_back"
 logger = logging.getLogger("storefront.db")
 
 
@@ -179,8 +181,24 @@ def after_commit(session: AsyncSession, action: AfterCommit) -> None:
     session.info.setdefault(_PENDING, []).append(action)
 
 
+def after_rollback(session: AsyncSession, action: AfterCommit) -> None:
+    """Run ``action`` if the session's current (root) transaction ends without committing.
+
+    ``session_scope`` runs it right after the rollback, when the session holds no
+    transaction (and on SQLite no write lock), so the action may start a new one on the
+    same session (the audit log writes failure events this way).
+    """
+    sync = session.sync_session
+    if sync.get_transaction() is None:
+        sync.begin()  # no I/O: so that even a rollback with no statement ends "a transaction"
+    session.info.setdefault(_ROLLBACK_PENDING, []).append(action)
+
+
 @event.listens_for(Session, "after_commit")
 def _promote_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # SQLAlchemy fires this for a released SAVEPOINT too: the root may still fail
+    session.info.pop(_ROLLBACK_PENDING, None)
     pending = session.info.pop(_PENDING, None)
     if pending:
         session.info.setdefault(_COMMITTED, []).extend(pending)
@@ -192,23 +210,28 @@ def _drop_rolled_back(session: Session, transaction: SessionTransaction) -> None
     # pending when the root ends belongs to work that was rolled back
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
+        rolled_back = session.info.pop(_ROLLBACK_PENDING, None)
+        if rolled_back:
+            session.info.setdefault(_ROLLED_BACK, []).extend(rolled_back)
 
 
 async def run_after_commit(session: AsyncSession) -> None:
-    """Run the actions of committed work; a failing action is logged, never raised
-    (the work is durable and must still be acknowledged)."""
-    actions: list[AfterCommit] = session.info.pop(_COMMITTED, [])
-    for action in actions:
-        try:
-            with anyio.CancelScope(shield=True):
-                await action()
-        except Exception:
-            logger.exception("an after-commit action failed")
+    """Run the actions of committed work (and the after-rollback actions of work that rolled
+    back); a failing action is logged, never raised (the work is durable and must still be
+    acknowledged, or the original error is the one to report)."""
+    # an after-rollback action may commit new work with after-commit actions of its own
+    while actions := [*session.info.pop(_ROLLED_BACK, []), *session.info.pop(_COMMITTED, [])]:
+        for action in actions:
+            try:
+                with anyio.CancelScope(shield=True):
+                    await action()
+            except Exception:
+                logger.exception("an after-commit action failed")
 
 
 async def session_scope(
     sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
+) -> AsyncGenerator[AsyncSession]:
     """One session, one transaction: commit on success, roll back on any error; then run
     the after-commit actions of whatever did commit."""
     async with sessionmaker() as session:

@@ -35,6 +35,12 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class Gone(DomainError):
+    status = 410
+    slug = "gone"
+    title = "Gone"
+
+
 class InsufficientStock(Conflict):
     slug = "insufficient-stock"
     title = "Not enough stock"

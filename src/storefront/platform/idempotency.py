@@ -11,6 +11,7 @@ guarded by the reservation's lock token, so a slow original can never commit a s
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ from typing import Annotated, Any
 
 import anyio
 import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Header
-from sqlalchemy import JSON, Index, Integer, LargeBinary, String, delete, select, update
+from sqlalchemy import JSON, Index, Integer, LargeBinary, String, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.responses import Response
@@ -99,10 +101,38 @@ def fingerprint(scope: str, payload: Any) -> str:
     return hashlib.sha256(scope.encode() + b"\0" + canonical).hexdigest()
 
 
+_SEALED = b"sb1:"  # AES-256-GCM: the prefix, a 12-byte nonce, then ciphertext and tag
+
+
+class ResponseSealer:
+    """Seals stored response bodies (they can hold personal data: an order's address).
+
+    AES-256-GCM with the record's id as associated data, so a body copied to another record
+    does not open. Bodies stored before sealing existed (no prefix) are returned as they are;
+    they expire with their record (``ttl``).
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal(self, record_id: uuid.UUID, body: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return _SEALED + nonce + self._aead.encrypt(nonce, body, record_id.bytes)
+
+    def open(self, record_id: uuid.UUID, stored: bytes) -> bytes:
+        if not stored.startswith(_SEALED):
+            return stored
+        nonce = stored[len(_SEALED) : len(_SEALED) + 12]
+        return self._aead.decrypt(nonce, stored[len(_SEALED) + 12 :], record_id.bytes)
+
+
 class IdempotencyStore:
-    def __init__(self, *, ttl: timedelta, lock_timeout: timedelta) -> None:
+    def __init__(
+        self, *, ttl: timedelta, lock_timeout: timedelta, sealer: ResponseSealer | None = None
+    ) -> None:
         self.ttl = ttl
         self.lock_timeout = lock_timeout
+        self.sealer = sealer
 
     async def run(
         self,
@@ -184,10 +214,11 @@ class IdempotencyStore:
                 )
             if existing.state == COMPLETED:
                 await session.commit()
+                body = existing.response_body or b""
+                if self.sealer is not None:
+                    body = self.sealer.open(existing.id, body)
                 return StoredResponse(
-                    existing.response_status or 200,
-                    existing.response_body or b"",
-                    dict(existing.response_headers or {}),
+                    existing.response_status or 200, body, dict(existing.response_headers or {})
                 )
             if existing.locked_at <= now - self.lock_timeout:
                 took_over = await session.execute(
@@ -225,7 +256,11 @@ class IdempotencyStore:
                 state=COMPLETED,
                 response_status=result.status,
                 response_headers=result.headers,
-                response_body=result.body,
+                response_body=(
+                    result.body
+                    if self.sealer is None
+                    else self.sealer.seal(reservation.record_id, result.body)
+                ),
             )
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]
@@ -241,8 +276,20 @@ class IdempotencyStore:
         )
         await session.commit()
 
-    async def purge_expired(self, session: AsyncSession) -> int:
+    async def purge_expired(self, session: AsyncSession, *, dry_run: bool = False) -> int:
+        """Delete the records past their expiry (or, with ``dry_run``, count them)."""
+        expired = IdempotencyRecord.expires_at <= utcnow()
+        if dry_run:
+            stmt = select(func.count()).select_from(IdempotencyRecord).where(expired)
+            return int(await session.scalar(stmt) or 0)
+        result = await session.execute(delete(IdempotencyRecord).where(expired))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def delete_owned_by(self, session: AsyncSession, owner: str) -> int:
+        """Forget every record of ``owner`` (erasure: stored responses hold personal data)."""
         result = await session.execute(
-            delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= utcnow())
+            delete(IdempotencyRecord)
+            .where(IdempotencyRecord.owner == owner)
+            .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,14 +1,18 @@
-"""Background jobs on taskiq: enqueued only after the request's transaction commits.
+"""Background jobs on taskiq, deferred through a transactional outbox.
 
 A domain declares a job with :func:`job` (a name and an ``async def f(runtime, **kwargs)``)
-and asks for it with ``JobQueue.defer(session, the_job, **kwargs)``: the message is sent to
-the broker only once that session's transaction has committed (``platform.db.after_commit``)
-and never if it rolls back.
+and asks for it with ``JobQueue.defer(session, the_job, **kwargs)``: that writes an outbox
+row in the session's own transaction (``platform.outbox``), so the job exists exactly when the
+work committed and never when it rolled back. Right after the commit this process sends it to
+the broker and the row is deleted; if the broker was down, or the process died first, the
+outbox relay (a loop in the API's lifespan and in ``storefront worker``) sends it later, with
+back-off. Delivery is at least once: every job must be idempotent.
 
 The broker comes from ``STOREFRONT_BROKER_URL``:
 
 - unset: taskiq's ``InMemoryBroker`` runs jobs as tasks of this process's event loop,
-  still asynchronously and still only after the commit (the embedded default);
+  still asynchronously and still only after the commit (the embedded default; a job handed
+  to it is gone if the process dies before it ran: there is no durable queue);
 - ``redis://``: ``taskiq_redis.RedisStreamBroker`` (a Redis stream with a consumer group:
   acknowledged after the job ran, reclaimed from a dead worker);
 - ``amqp://``: ``taskiq_aio_pika.AioPikaBroker`` on RabbitMQ (durable quorum queue,
@@ -22,22 +26,31 @@ worker that dies during the wait leaves the message to be delivered again: nothi
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from taskiq import AsyncBroker, InMemoryBroker, SmartRetryMiddleware, TaskiqMessage
 from taskiq.kicker import AsyncKicker
 from taskiq.receiver import Receiver
 
-from storefront.platform.db import after_commit
-from storefront.platform.observability.jobs import JobTelemetryMiddleware
+from storefront.platform.db import after_commit, create_engine, create_sessionmaker
+from storefront.platform.observability.jobs import (
+    JobTelemetryMiddleware,
+    carried_context,
+    current_carrier,
+)
+from storefront.platform.outbox import OutboxMessage, OutboxRelay, UnknownJob, new_entry
+from storefront.platform.queue_depth import QueueDepthSampler
 
 if TYPE_CHECKING:
     from storefront.platform.runtime import Runtime
@@ -59,7 +72,14 @@ _REGISTRY: dict[str, Job] = {}
 
 
 def job(name: str) -> Callable[[JobFunc], Job]:
-    """Declare a job under a stable name (the name travels in messages: never rename)."""
+    """Declare a job under a stable name (the name travels in messages: never rename).
+
+    Jobs are delivered at least once: the outbox resends a job whose deletion was lost, a
+    broker redelivers the message of a worker that died mid-job, and a failure is retried.
+    So a job must be idempotent: running it twice for the same arguments must leave the same
+    result as running it once (check before acting, make writes conditional, give external
+    effects a stable identity). Say in the job's docstring how it is.
+    """
 
     def register(func: JobFunc) -> Job:
         existing = _REGISTRY.get(name)
@@ -140,8 +160,20 @@ def create_broker(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    """How the outbox relay and the queue-depth sampler run (``STOREFRONT_JOBS__*``)."""
+
+    poll_seconds: float = 1.0
+    lease_seconds: float = 30.0
+    batch_size: int = 100
+    send_timeout_seconds: float = 5.0
+    depth_interval_seconds: float = 15.0  # 0: no sampling
+    pool_size: int = 2  # the relay's own connections (never the requests' pool)
+
+
 class JobQueue:
-    """The process's broker, its registered jobs, and the after-commit enqueueing."""
+    """The process's broker, its registered jobs, the outbox relay and the depth sampler."""
 
     def __init__(
         self,
@@ -152,13 +184,23 @@ class JobQueue:
         max_delay: float,
         concurrency: int,
         shutdown_timeout: float,
+        queue: str = "storefront.jobs",
+        outbox: OutboxConfig | None = None,
     ) -> None:
         self.broker = broker
+        self.queue = queue
         self.concurrency = concurrency
         self.shutdown_timeout = shutdown_timeout
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.outbox = outbox or OutboxConfig()
         self.in_process = isinstance(broker, InMemoryBroker)
-        self.enqueue_failures = 0
+        self.enqueue_failures = 0  # fast-path sends the broker refused (the relay retries)
+        self.relay: OutboxRelay | None = None
+        self.sampler: QueueDepthSampler | None = None
+        self._relay_engine: AsyncEngine | None = None
         self._runtime: Runtime | None = None
+        self._started = False
         broker.add_middlewares(
             JobTelemetryMiddleware(),  # trace context, span and metrics per run (issue 7)
             BackoffRetryMiddleware(
@@ -178,12 +220,47 @@ class JobQueue:
         self.broker.register_task(run, task_name=declared.name)
 
     async def startup(self, runtime: Runtime, *, worker: bool = False) -> None:
-        """Connect the broker; ``runtime`` is what jobs receive as their first argument."""
+        """Connect the broker (``runtime`` is what jobs receive as their first argument),
+        then start the outbox relay and the queue-depth sampler."""
         self._runtime = runtime
         self.broker.is_worker_process = worker
         await self.broker.startup()
+        self._started = True
+        self.relay = OutboxRelay(
+            create_sessionmaker(self._outbox_engine(runtime.engine)),
+            self._publish,
+            poll_seconds=self.outbox.poll_seconds,
+            lease_seconds=self.outbox.lease_seconds,
+            batch_size=self.outbox.batch_size,
+            send_timeout=self.outbox.send_timeout_seconds,
+            base_delay=self.base_delay,
+            max_delay=self.max_delay,
+        )
+        self.relay.start()
+        if self.outbox.depth_interval_seconds > 0:
+            self.sampler = QueueDepthSampler(
+                self.broker, self.queue, self.relay, self.outbox.depth_interval_seconds
+            )
+            self.sampler.start()
+
+    def _outbox_engine(self, engine: AsyncEngine) -> AsyncEngine:
+        """A small pool of the relay's own: it keeps relaying when requests exhaust theirs,
+        and its polling never shows up among a request's statements."""
+        url = engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return engine  # a private in-memory database: only this engine sees it
+        self._relay_engine = create_engine(
+            url.render_as_string(hide_password=False),
+            pool_size=self.outbox.pool_size,
+            max_overflow=0,
+            application_name="storefront-outbox",
+        )
+        return self._relay_engine
 
     async def shutdown(self) -> None:
+        if self.sampler is not None:
+            await self.sampler.stop()
+            self.sampler = None
         if isinstance(self.broker, InMemoryBroker):
             # in-process jobs: give those already running a bounded chance to finish, then
             # cancel the rest (lost on this process: the embedded mode has no durable queue)
@@ -195,26 +272,56 @@ class JobQueue:
             if leftovers:
                 logger.warning("cancelled %d in-process job(s) at shutdown", len(leftovers))
                 await asyncio.gather(*leftovers, return_exceptions=True)
+        if self.relay is not None:
+            await self.relay.stop()  # deletes the rows sent since its last pass
+        self._started = False
         await self.broker.shutdown()
+        if self._relay_engine is not None:
+            await self._relay_engine.dispose()
+            self._relay_engine = None
 
     async def enqueue(self, declared: Job, /, **kwargs: Any) -> None:
-        """Send a job now (prefer :meth:`defer` inside a transaction)."""
+        """Send a job now, outside any transaction (prefer :meth:`defer`: it is durable)."""
         task = self.broker.find_task(declared.name)
         if task is None:  # pragma: no cover - every declared job is registered
             raise LookupError(f"job {declared.name!r} is not registered")
         await task.kiq(**kwargs)
 
+    async def _publish(self, message: OutboxMessage) -> None:
+        """Hand one outbox row's job to the broker, in the trace of the request that
+        deferred it; returns once the broker accepted it (Redis XADD, RabbitMQ confirm)."""
+        if not self._started:
+            raise RuntimeError("the job queue is not started")
+        task = self.broker.find_task(message.job)
+        if task is None:
+            raise UnknownJob(f"job {message.job!r} is not declared in this release")
+        with carried_context(message.trace_context):
+            await task.kicker().with_labels(outbox_id=str(message.id)).kiq(**message.kwargs)
+
     def defer(self, session: AsyncSession, declared: Job, /, **kwargs: Any) -> None:
-        """Send the job once ``session``'s current transaction commits; never on rollback."""
+        """Write the job into ``session``'s transaction (the outbox) and send it once that
+        commits; nothing is sent if it rolls back. ``kwargs`` must be JSON-serializable."""
+        if self.broker.find_task(declared.name) is None:  # pragma: no cover - registered
+            raise LookupError(f"job {declared.name!r} is not registered")
+        kwargs = json.loads(json.dumps(kwargs))  # a TypeError here, not after the commit
+        relay = self.relay
+        # due at once when no relay of this process will try first (a script without the
+        # lifespan); otherwise only after the fast path had its chance
+        entry, message = new_entry(
+            declared.name,
+            kwargs,
+            current_carrier(),
+            due_after=relay.lease if relay is not None else timedelta(0),
+        )
+        session.add(entry)
+        if relay is None:
+            return
 
         async def send() -> None:
-            try:
-                await self.enqueue(declared, **kwargs)
-            except Exception:
-                # the work itself is committed and acknowledged; losing the side effect is
-                # logged and counted (a durable outbox table would close this gap)
+            if not sa_inspect(entry).has_identity:
+                return  # its savepoint rolled back: the row, and so the job, never existed
+            if not await relay.send_after_commit(message):
                 self.enqueue_failures += 1
-                logger.exception("could not enqueue job %s after commit", declared.name)
 
         after_commit(session, send)
 
@@ -228,6 +335,7 @@ def build_job_queue(
     max_delay: float,
     concurrency: int,
     shutdown_timeout: float,
+    outbox: OutboxConfig | None = None,
 ) -> JobQueue:
     broker = create_broker(broker_url, queue=queue, concurrency=concurrency, max_delay=max_delay)
     return JobQueue(
@@ -237,6 +345,8 @@ def build_job_queue(
         max_delay=max_delay,
         concurrency=concurrency,
         shutdown_timeout=shutdown_timeout,
+        queue=queue,
+        outbox=outbox,
     )
 
 

@@ -11,14 +11,17 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storefront.platform.cache import ResponseCache
+from storefront.platform.crypto import PersonalDataVault
 from storefront.platform.http.client_address import Network
 from storefront.platform.idempotency import IdempotencyStore
 from storefront.platform.jobs import JobQueue
 from storefront.platform.mail import Mailer
+from storefront.platform.outbound import OutboundClient
 from storefront.platform.ratelimit import DistributedRateLimiter
 from storefront.platform.security.kit import SecurityKit
 from storefront.platform.security.passwords import PasswordHasher
 from storefront.platform.security.tokens import TokenService
+from storefront.settings import Settings
 
 
 @dataclass(slots=True)
@@ -29,6 +32,7 @@ class Runtime:
     tokens: TokenService
     idempotency: IdempotencyStore
     security: SecurityKit
+    vault: PersonalDataVault  # personal data at rest: seal, open, destroy (crypto-shredding)
     redis: Redis | None = None
     # the response cache (L1 in-process, L2 on ``redis``); L1 only by default
     cache: ResponseCache = field(default_factory=lambda: ResponseCache(redis=None, prefix="-"))
@@ -39,3 +43,5 @@ class Runtime:
     rate_limiter: DistributedRateLimiter | None = None  # set by the lifespan
     jobs: JobQueue | None = None  # background jobs (after-commit enqueueing)
     mailer: Mailer | None = None  # outgoing SMTP, used by jobs
+    http: OutboundClient | None = None  # the one outgoing HTTP client (webhooks)
+    settings: Settings | None = None  # the configuration it was built from (set by build_runtime)

@@ -9,11 +9,33 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.identity.deps import Principal
 from storefront.identity.service import user_exists
+from storefront.platform.audit import record
 from storefront.platform.errors import Conflict, Forbidden, NotFound
 from storefront.shops.models import Membership, Role, Shop
 from storefront.shops.repository import MembershipRepository, ShopRepository
 
 STAFF_ROLES = frozenset({Role.owner, Role.staff})
+
+
+def _audit_member(
+    session: AsyncSession,
+    action: str,
+    shop_id: uuid.UUID,
+    user_id: uuid.UUID,
+    before: Role | None,
+    after: Role | None,
+) -> None:
+    record(
+        session,
+        action,
+        object_type="user",
+        object_id=user_id,
+        shop_id=shop_id,
+        details={
+            "role_before": None if before is None else before.value,
+            "role_after": None if after is None else after.value,
+        },
+    )
 
 
 def shop_tag(shop_id: uuid.UUID) -> str:
@@ -38,6 +60,8 @@ class ShopService:
                 )
         except IntegrityError as exc:
             raise Conflict(f"The slug {slug!r} is taken.") from exc
+        record(self.session, "shop.created", object_type="shop", object_id=shop.id, shop_id=shop.id)
+        _audit_member(self.session, "shop.member_set", shop.id, principal.user_id, None, Role.owner)
         return shop
 
     async def get(self, shop_id: uuid.UUID) -> Shop:
@@ -81,11 +105,15 @@ class ShopService:
         members = MembershipRepository(self.session, shop_id)
         existing = await members.get(user_id)
         if existing is None:
-            return await members.add(Membership(shop_id=shop_id, user_id=user_id, role=role))
+            added = await members.add(Membership(shop_id=shop_id, user_id=user_id, role=role))
+            _audit_member(self.session, "shop.member_set", shop_id, user_id, None, role)
+            return added
         if existing.role is Role.owner and role is not Role.owner:
             await self._keep_an_owner(members)
+        previous = existing.role
         existing.role = role
         await self.session.flush()
+        _audit_member(self.session, "shop.member_set", shop_id, user_id, previous, role)
         return existing
 
     async def remove_member(
@@ -99,6 +127,7 @@ class ShopService:
         if existing.role is Role.owner:
             await self._keep_an_owner(members)
         await members.remove(user_id)
+        _audit_member(self.session, "shop.member_removed", shop_id, user_id, existing.role, None)
 
     @staticmethod
     async def _keep_an_owner(members: MembershipRepository) -> None:

@@ -18,6 +18,17 @@ transaction has committed, before the client is answered. So:
 - generations are random, never counters, so a Redis restart cannot make an old L1 entry's
   key current again.
 
+Lookups without a round trip (decision 0060). Each process keeps a *mirror* of the
+generations it has read, subscribed to an invalidation channel, and may use the mirror only
+under a short *lease*: the lease starts when the process sends a PING on its subscription
+connection, is granted when the matching PONG comes back (Redis delivers every message
+published before it handled the PING first, and the process has applied them), and lasts
+``lease_ms`` * 3/4. A writer sets the new generations, publishes the invalidated tags, and
+then waits ``lease_ms`` before its client is answered, so any lease still running after the
+acknowledgement was granted by a PING sent after the publication: that process had dropped
+the tags from its mirror. Without a lease (idle, busy loop, Redis trouble) a lookup reads
+the generations from Redis as before.
+
 Misses of one key are computed once per process (single-flight, which also coalesces
 identical concurrent requests) and, across processes, once per lock period (a short Redis
 lock; the others wait for the entry to appear in L2).
@@ -44,6 +55,7 @@ from dataclasses import dataclass, field
 import orjson
 from cachetools import LRUCache, TTLCache
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from storefront.platform.cache.singleflight import SingleFlight
@@ -56,6 +68,7 @@ REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 GENERATION_TTL_SECONDS = 7 * 24 * 3600
 DOWN_BACKOFF_SECONDS = 1.0
 RETRY_INVALIDATION_SECONDS = 0.5
+PONG_TIMEOUT_SECONDS = 1.0
 _HEADER = struct.Struct(">4sHH")
 _MAGIC = b"SFc1"
 
@@ -131,6 +144,38 @@ class _LocalGenerations:
             self._gens[tag] = self._new()
 
 
+class _Mirror:
+    """This process's copy of tag generations, trusted only while a lease runs."""
+
+    def __init__(self) -> None:
+        self.gens: LRUCache[str, str] = LRUCache(maxsize=100_000)
+        self.until = 0.0  # monotonic time at which the lease ends
+        self.epoch = 0  # bumped by every drop and reset: an older read must not be stored
+
+    def get(self, tags: Sequence[str]) -> list[str] | None:
+        if time.monotonic() >= self.until:
+            return None
+        gens = self.gens
+        try:
+            return [gens[tag] for tag in tags]
+        except KeyError:
+            return None
+
+    def store(self, epoch: int, tags: Sequence[str], values: Sequence[str]) -> None:
+        if epoch == self.epoch:  # no invalidation seen since the read was sent
+            self.gens.update(zip(tags, values, strict=True))
+
+    def drop(self, tags: Iterable[str]) -> None:
+        self.epoch += 1
+        for tag in tags:
+            self.gens.pop(tag, None)
+
+    def reset(self) -> None:
+        self.epoch += 1
+        self.until = 0.0
+        self.gens.clear()
+
+
 def _size_of(entry: Entry) -> int:
     return len(entry.body) + len(entry.etag) + 200
 
@@ -145,6 +190,7 @@ class ResponseCache:
         ttl_seconds: int = 300,
         local_max_bytes: int = 64 * 1024 * 1024,
         lock_ms: int = 2000,
+        lease_ms: int = 20,
     ) -> None:
         self.redis = redis
         self.enabled = enabled
@@ -160,6 +206,15 @@ class ResponseCache:
         self._down_until = 0.0
         self._pending: set[str] = set()
         self._retry_task: asyncio.Task[None] | None = None
+        # the mirror (see the module docstring); lease_ms=0: always read Redis
+        self._write_wait = lease_ms / 1000
+        self._lease = self._write_wait * 0.75
+        self._mirror = _Mirror()
+        self._channel = f"{self._prefix}invalidated"
+        self._demand = asyncio.Event()
+        self._sub_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.lease_renewals = 0
 
     # --- reads ---------------------------------------------------------------------------
     async def get_or_compute(
@@ -170,16 +225,13 @@ class ResponseCache:
         ``name`` is a fixed label (``product``, ``listing``...) for the metrics."""
         if not self.enabled:
             return await compute(), "off"
-        if self.redis is None:
-            gens = self._local.get(tags)
-        else:
-            if not self._redis_usable():
-                return await self._bypass(name, compute)
-            try:
-                gens = await self._redis_generations(self.redis, tags)
-            except REDIS_ERRORS as exc:
-                self._redis_failed(exc)
-                return await self._bypass(name, compute)
+        try:
+            gens = await self._current_generations(tags)
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            gens = None
+        if gens is None:
+            return await self._bypass(name, compute)
         vkey = f"{key}#{'.'.join(gens)}"
         entry = self._l1.get(vkey)
         if entry is not None:
@@ -192,6 +244,45 @@ class ResponseCache:
             source = "coalesced"
         metrics.record_cache(name, hit=source != "miss")
         return entry, source
+
+    async def peek(self, name: str, key: str, tags: Sequence[str]) -> Entry | None:
+        """The entry for ``key`` if this process holds it in L1 under the current
+        generations, else None; never computes, never waits on a fill (the cache-hit fast
+        path: on None the request goes the ordinary way, which counts the miss)."""
+        if not self.enabled:
+            return None
+        try:
+            gens = await self._current_generations(tags)
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
+            return None
+        if gens is None:
+            return None
+        entry = self._l1.get(f"{key}#{'.'.join(gens)}")
+        if entry is not None:
+            self.stats.hits_l1 += 1
+            metrics.record_cache(name, hit=True)
+        return entry
+
+    async def _current_generations(self, tags: Sequence[str]) -> list[str] | None:
+        """The tags' generations: from the mirror under a lease (no round trip), else from
+        Redis; None when Redis must not be trusted now (down, or an invalidation owed)."""
+        redis = self.redis
+        if redis is None:
+            return self._local.get(tags)
+        if not self._redis_usable():
+            return None
+        if self._lease > 0:
+            if self._mirror.until - time.monotonic() < self._lease / 2:
+                self._want_lease(redis)
+            gens = self._mirror.get(tags)
+            if gens is not None:
+                return gens
+        epoch = self._mirror.epoch
+        gens = await self._redis_generations(redis, tags)
+        if self._lease > 0 and "-" not in gens:
+            self._mirror.store(epoch, tags, gens)
+        return gens
 
     async def _bypass(self, name: str, compute: Compute) -> tuple[Entry, str]:
         self.stats.bypassed += 1
@@ -297,6 +388,11 @@ class ResponseCache:
             return
         self._pending |= tags
         await self._flush_pending()
+        if self._write_wait > 0:
+            # every other process's lease granted before the publication ends within this
+            # wait; later leases were granted after it had dropped the tags (module doc).
+            # Also when the flush failed: with Redis down no lease can be renewed either.
+            await asyncio.sleep(self._write_wait)
 
     async def _flush_pending(self) -> bool:
         redis = self.redis
@@ -307,6 +403,8 @@ class ResponseCache:
             pipe = redis.pipeline(transaction=False)
             for tag in sorted(batch):
                 pipe.set(self._gen_key(tag), secrets.token_hex(8), ex=GENERATION_TTL_SECONDS)
+            if self._lease > 0:
+                pipe.publish(self._channel, orjson.dumps(sorted(batch)))
             await pipe.execute()
         except REDIS_ERRORS as exc:
             self.stats.invalidation_failures += 1
@@ -315,6 +413,7 @@ class ResponseCache:
             self._start_retry()
             return False
         self._pending -= batch
+        self._mirror.drop(batch)  # this process's own lookups, before its client is answered
         return True
 
     def _start_retry(self) -> None:
@@ -325,6 +424,79 @@ class ResponseCache:
         while self._pending:
             await asyncio.sleep(RETRY_INVALIDATION_SECONDS)
             await self._flush_pending()
+
+    # --- the mirror's subscription and lease ---------------------------------------------
+    def holds_lease(self) -> bool:
+        """Whether lookups may use the mirror now (no round trip to Redis)."""
+        return self.redis is not None and time.monotonic() < self._mirror.until
+
+    def _want_lease(self, redis: Redis) -> None:
+        task = self._sub_task
+        if self._closed:
+            return
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._demand = asyncio.Event()
+            self._sub_task = asyncio.get_running_loop().create_task(self._subscribe(redis))
+        self._demand.set()
+
+    async def _subscribe(self, redis: Redis) -> None:
+        """Keep the subscription; renew the lease when lookups ask for it. Any trouble
+        resets the mirror (nothing learned before a new subscription is trusted)."""
+        while not self._closed:
+            try:
+                await self._subscribed(redis)
+            except REDIS_ERRORS as exc:
+                self._mirror.reset()
+                if self._closed:  # a cancellation can surface as a timeout from redis-py
+                    return
+                self._redis_failed(exc)
+                await asyncio.sleep(DOWN_BACKOFF_SECONDS)
+
+    async def _subscribed(self, redis: Redis) -> None:
+        pubsub = redis.pubsub()
+        connection = None
+        try:
+            await pubsub.subscribe(self._channel)
+            await pubsub.ping("0")
+            await self._until_pong(pubsub, b"0")  # the subscription is in place from here
+            connection = pubsub.connection
+            if connection is not None:
+                connection.register_connect_callback(self._subscription_reconnected)
+            self._mirror.reset()
+            token = 0
+            while True:
+                await self._demand.wait()
+                self._demand.clear()
+                if self._closed:
+                    return
+                token += 1
+                sent = time.monotonic()
+                await pubsub.ping(str(token))
+                await self._until_pong(pubsub, str(token).encode())
+                self._mirror.until = sent + self._lease
+                self.lease_renewals += 1
+        finally:
+            self._mirror.reset()
+            if connection is not None:
+                connection.deregister_connect_callback(self._subscription_reconnected)
+            with contextlib.suppress(*REDIS_ERRORS):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _subscription_reconnected(self, _connection: object) -> None:
+        """redis-py reconnects a pub/sub connection by itself and subscribes again; what
+        was published in between never arrives, so nothing learned before is trusted."""
+        self._mirror.reset()
+
+    async def _until_pong(self, pubsub: PubSub, token: bytes) -> None:
+        """Apply every invalidation delivered before the PONG carrying ``token``."""
+        while True:
+            message = await pubsub.get_message(timeout=PONG_TIMEOUT_SECONDS)
+            if message is None:
+                raise TimeoutError("no PONG on the invalidation subscription")
+            if message["type"] == "message":
+                self._mirror.drop(orjson.loads(message["data"]))
+            elif message["type"] == "pong" and message["data"] == token:
+                return
 
     # --- Redis health --------------------------------------------------------------------
     def _redis_failed(self, exc: BaseException) -> None:
@@ -339,6 +511,12 @@ class ResponseCache:
         return time.monotonic() >= self._down_until
 
     async def aclose(self) -> None:
+        self._closed = True
+        if self._sub_task is not None:
+            self._demand.set()
+            self._sub_task.cancel()
+            await asyncio.wait({self._sub_task}, timeout=5)
+            self._sub_task = None
         if self._retry_task is not None:
             self._retry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

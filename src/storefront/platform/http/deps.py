@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.platform.db import session_scope
+from storefront.platform.http.client_address import client_address
+from storefront.platform.observability.logging import current_request
 from storefront.platform.runtime import Runtime
 
 
@@ -22,9 +24,21 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(runtime.sessionmaker):
+async def get_session(runtime: RuntimeDep, request: Request) -> AsyncIterator[AsyncSession]:
+    holder = current_request()
+    if holder is not None:  # for the audit entries this request may record
+        holder["client_address"] = client_address(request.scope, runtime.trusted_proxies)
+    scope = session_scope(runtime.sessionmaker)
+    session = await anext(scope)
+    try:
         yield session
+    except BaseException as exc:
+        # hand the error to the scope at once (an ``async for`` would abandon it, and it
+        # would roll back only when garbage-collected): it rolls back, runs the
+        # after-rollback actions (failure audit entries) and raises the error again
+        await scope.athrow(exc)
+        raise
+    await anext(scope, None)  # commit, then the after-commit actions
 
 
 # scope="function": the transaction commits *before* the response is sent, so nothing is

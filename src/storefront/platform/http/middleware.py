@@ -68,20 +68,29 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, hsts_seconds: int = DEFAULT_HSTS_SECONDS) -> None:
         self.app = app
         self.hsts_seconds = hsts_seconds
+        # encoded once: the two variants (API, docs) differ only in their CSP
+        self._api = _encoded(security_headers("/", hsts_seconds=hsts_seconds))
+        self._docs = _encoded(security_headers(DOCS_PREFIXES[0], hsts_seconds=hsts_seconds))
+        self._replaced = frozenset(name for name, _ in self._api) | {b"server"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        baseline = security_headers(scope["path"], hsts_seconds=self.hsts_seconds)
+        baseline = self._docs if scope["path"].startswith(DOCS_PREFIXES) else self._api
+        replaced = self._replaced
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in baseline.items():
-                    headers[name] = value
-                if "server" in headers:
-                    del headers["server"]
+                # ours win over any the app set; no Server header
+                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in replaced]
+                message["headers"] = kept + baseline
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]

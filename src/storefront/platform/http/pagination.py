@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 from fastapi import Depends, Query, Request, Response
@@ -28,26 +28,53 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
+def _encode(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> Any:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    return orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+
+
+_MALFORMED = (
+    binascii.Error,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,  # a non-string "id" (number, null, list...)
+    orjson.JSONDecodeError,
+)
+
+
 def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"id": last_id.hex})).decode().rstrip("=")
+    return _encode({"id": last_id.hex})
 
 
 def decode_cursor(cursor: str | None) -> uuid.UUID | None:
     if cursor is None:
         return None
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-        return uuid.UUID(hex=data["id"])
-    except (
-        binascii.Error,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,  # a non-string "id" (number, null, list...)
-        orjson.JSONDecodeError,
-    ) as exc:
+        return uuid.UUID(hex=_decode(cursor)["id"])
+    except _MALFORMED as exc:
         raise InvalidCursor("The cursor is malformed; use next_cursor as returned.") from exc
+
+
+def encode_seq_cursor(last_seq: int) -> str:
+    """A cursor over a log ordered by a sequence number (e.g. the audit log, newest first)."""
+    return _encode({"seq": last_seq})
+
+
+def decode_seq_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        seq = _decode(cursor)["seq"]
+    except _MALFORMED as exc:
+        raise InvalidCursor("The cursor is malformed; use next_cursor as returned.") from exc
+    if type(seq) is not int or seq < 1:
+        raise InvalidCursor("The cursor is malformed; use next_cursor as returned.")
+    return seq
 
 
 class PageParams(BaseModel):
@@ -75,3 +102,18 @@ def set_next_link(request: Request, response: Response, next_cursor: str | None)
 
 
 PageParamsDep = Annotated[PageParams, Depends(page_params)]
+
+
+class SeqPageParams(BaseModel):
+    limit: int
+    after: int | None  # the last sequence number of the previous page
+
+
+async def seq_page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=256)] = None,
+) -> SeqPageParams:
+    return SeqPageParams(limit=limit, after=decode_seq_cursor(cursor))
+
+
+SeqPageParamsDep = Annotated[SeqPageParams, Depends(seq_page_params)]

@@ -4,11 +4,17 @@ run, and the job metrics (duration by outcome, failures).
 A taskiq middleware: ``pre_send`` (client side) writes the W3C ``traceparent`` into the
 message labels; ``pre_execute`` (worker side) opens a CONSUMER span that continues that trace;
 ``post_execute`` records the run and closes the span. Registered by the job queue.
+
+A job deferred into the outbox is sent later, maybe by another process: the outbox row keeps
+the request's carrier (:func:`current_carrier`), and the relay sends it inside
+:func:`carried_context`, so ``pre_send`` writes the request's trace, not the relay's.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -20,6 +26,23 @@ from storefront.platform.observability import metrics
 _CARRIER_KEYS = ("traceparent", "tracestate")
 
 
+def current_carrier() -> dict[str, str]:
+    """The current trace context as W3C headers (empty when there is none)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {k: carrier[k] for k in _CARRIER_KEYS if k in carrier}
+
+
+@contextmanager
+def carried_context(carrier: Mapping[str, str] | None) -> Iterator[None]:
+    """Make ``carrier``'s trace context current (for sending a job deferred earlier)."""
+    token = context.attach(propagate.extract(dict(carrier or {})))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
 class JobTelemetryMiddleware(TaskiqMiddleware):
     def __init__(self) -> None:
         super().__init__()
@@ -28,11 +51,7 @@ class JobTelemetryMiddleware(TaskiqMiddleware):
         self.tracer_provider: trace.TracerProvider | None = None
 
     def pre_send(self, message: TaskiqMessage) -> TaskiqMessage:
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        for key in _CARRIER_KEYS:
-            if key in carrier:
-                message.labels[key] = carrier[key]
+        message.labels.update(current_carrier())
         return message
 
     def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:

@@ -5,7 +5,9 @@ Hooks for other parts of the code (call them; never create a second metric of th
 - ``record_cache(cache, hit)`` — one lookup in the named cache.
 - ``record_rate_limit_refusal(limiter)`` — a request refused by the named limiter (429).
 - ``observe_job(job)`` — context manager around one job run: duration, and failure on error.
-- ``record_job_failure(job)`` / ``set_queue_depth(queue, depth)`` — for job runners.
+- ``record_job_failure(job)`` — for job runners.
+- ``set_queue_depth(queue, depth)``, ``set_queue_in_progress(queue, count)``,
+  ``set_outbox_backlog(rows, oldest_age_seconds)`` — set by ``platform.queue_depth``'s sampler.
 - ``record_signup()``, ``record_signin_failed(reason)``, ``record_order_placed(currency, cents)``,
   ``record_order_cancelled()``, ``record_payment(succeeded)`` — business KPIs.
 
@@ -120,8 +122,25 @@ JOB_FAILURES = Counter(
 )
 JOB_QUEUE_DEPTH = Gauge(
     "storefront_job_queue_depth",
-    "Jobs waiting in a queue (as last measured).",
+    "Jobs waiting in the broker for a worker (as last measured).",
     ["queue"],
+    multiprocess_mode="mostrecent",
+)
+JOB_QUEUE_IN_PROGRESS = Gauge(
+    "storefront_job_queue_in_progress",
+    "Jobs delivered to a worker and not yet acknowledged (as last measured; Redis only).",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
+# one outbox per database, measured by every process: the most recent sample wins
+JOB_OUTBOX_BACKLOG = Gauge(
+    "storefront_job_outbox_backlog",
+    "Deferred jobs not yet handed to the broker (outbox rows, as last measured).",
+    multiprocess_mode="mostrecent",
+)
+JOB_OUTBOX_OLDEST_AGE = Gauge(
+    "storefront_job_outbox_oldest_age_seconds",
+    "How long the oldest outbox row has waited for the broker (0: none waiting).",
     multiprocess_mode="mostrecent",
 )
 
@@ -140,6 +159,12 @@ ORDER_VALUE = Counter(
 )
 ORDERS_CANCELLED = Counter("storefront_orders_cancelled", "Orders cancelled.")
 PAYMENTS = Counter("storefront_payments", "Payments by result (succeeded, failed).", ["result"])
+WEBHOOK_DELIVERIES = Counter(
+    "storefront_webhook_deliveries",
+    "Webhook delivery attempts by event type and outcome "
+    "(delivered, failed, refused, gone, skipped).",
+    ["event", "outcome"],
+)
 
 # --- health -------------------------------------------------------------------------------
 READY = Gauge(
@@ -161,12 +186,25 @@ def record_rate_limit_refusal(limiter: str) -> None:
     RATE_LIMIT_REFUSALS.labels(limiter=limiter).inc()
 
 
+def record_webhook_delivery(event: str, outcome: str) -> None:
+    WEBHOOK_DELIVERIES.labels(event=event, outcome=outcome).inc()
+
+
 def record_job_failure(job: str) -> None:
     JOB_FAILURES.labels(job=job).inc()
 
 
 def set_queue_depth(queue: str, depth: int) -> None:
     JOB_QUEUE_DEPTH.labels(queue=queue).set(depth)
+
+
+def set_queue_in_progress(queue: str, count: int) -> None:
+    JOB_QUEUE_IN_PROGRESS.labels(queue=queue).set(count)
+
+
+def set_outbox_backlog(rows: int, oldest_age_seconds: float) -> None:
+    JOB_OUTBOX_BACKLOG.set(rows)
+    JOB_OUTBOX_OLDEST_AGE.set(oldest_age_seconds)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from storefront.platform.observability.tracing import current_ids
 
 QUIET_ROUTES = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 access_log = get_logger("storefront.access")
+_access_logger = logging.getLogger("storefront.access")
 
 
 class ObservabilityMiddleware:
@@ -24,6 +25,9 @@ class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, record_metrics: bool = True) -> None:
         self.app = app
         self.record_metrics = record_metrics
+        # the labelled children by (method, route, status class): a bounded set (route
+        # templates), looked up once instead of twice per request through the client's lock
+        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,20 +59,29 @@ class ObservabilityMiddleware:
             state["route_template"] = route
             if self.record_metrics:
                 metrics.HTTP_IN_FLIGHT.dec()
-                labels: dict[str, Any] = {
-                    "method": method,
-                    "route": route,
-                    "status_class": metrics.status_class(status),
-                }
-                metrics.HTTP_REQUESTS.labels(**labels).inc()
-                metrics.HTTP_DURATION.labels(**labels).observe(duration)
+                key = (method, route, metrics.status_class(status))
+                series = self._series.get(key)
+                if series is None:
+                    labels: dict[str, Any] = dict(
+                        zip(("method", "route", "status_class"), key, strict=True)
+                    )
+                    series = (
+                        metrics.HTTP_REQUESTS.labels(**labels),
+                        metrics.HTTP_DURATION.labels(**labels),
+                    )
+                    self._series[key] = series
+                series[0].inc()
+                series[1].observe(duration)
             level = logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO
-            access_log.log(
-                level,
-                "request",
-                method=method,
-                route=route,
-                status=status,
-                duration_ms=round(duration * 1000, 2),
-                user_id=holder.get("user_id"),
-            )
+            # structlog runs its whole processor chain (timestamp, context, redaction) before
+            # the stdlib level check; skip it for a line nobody will write (decision 0060)
+            if _access_logger.isEnabledFor(level):
+                access_log.log(
+                    level,
+                    "request",
+                    method=method,
+                    route=route,
+                    status=status,
+                    duration_ms=round(duration * 1000, 2),
+                    user_id=holder.get("user_id"),
+                )

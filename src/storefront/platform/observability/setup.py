@@ -60,6 +60,9 @@ def instrument_runtime(runtime: Runtime, observability: Observability) -> None:
             middleware.tracer_provider = observability.tracer_provider
     if observability.tracing_enabled:
         tracing.instrument_engine(runtime.engine, observability.tracer_provider)
+        http = getattr(runtime, "http", None)
+        if http is not None:  # client spans for outgoing HTTP, with traceparent
+            http.tracer_provider = observability.tracer_provider
         if runtime.redis is not None:
             tracing.instrument_redis(runtime.redis, observability.tracer_provider)
 

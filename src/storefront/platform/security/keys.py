@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storefront.platform.audit.log import record
 from storefront.platform.db import Base, snapshot_session, utcnow
 from storefront.platform.security.secretbox import SecretBox
 
@@ -190,6 +191,7 @@ class KeyStore:
         key = generate_key()
         async with self._sessionmaker() as session, session.begin():
             session.add(self._seal(key))
+            record(session, "keys.signing_rotated", object_type="signing_key", object_id=key.kid)
             newest_before = await session.scalar(
                 select(func.max(SigningKeyRow.created_at)).where(SigningKeyRow.kid != key.kid)
             )

@@ -19,11 +19,16 @@ class SecretBoxError(Exception):
     pass
 
 
+def derive_key(secret: str, purpose: str) -> bytes:
+    """A 256-bit key for one purpose (HKDF-SHA256 of the deployment secret)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+        secret.encode()
+    )
+
+
 class SecretBox:
     def __init__(self, secret: str, *, purpose: str) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
-            secret.encode()
-        )
+        key = derive_key(secret, purpose)
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
         self._mac_key = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"mac:" + purpose.encode()

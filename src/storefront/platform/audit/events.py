@@ -3,7 +3,7 @@
 Events name what happened to whom (ids, the client address, the user agent, an outcome) and
 never carry a password, token, TOTP code or recovery code. The default sink writes one
 structured log record per event (logger ``storefront.security``, the event in ``extra``);
-a tamper-evident store can implement the same protocol later.
+identity also records each event in the audit log (``record_security_event``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,42 @@
+"""``storefront retention run [--dry-run]``: apply the retention periods now."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from storefront.settings import get_settings
+
+retention_app = typer.Typer(help="Personal-data retention (docs/privacy.md).")
+console = Console()
+
+
+@retention_app.command("run")
+def run(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be deleted")
+    ] = False,
+) -> None:
+    """Delete what is past its retention period, per category (what the scheduled job does)."""
+    from storefront.app import build_runtime
+    from storefront.privacy.retention import run_retention
+
+    settings = get_settings()
+
+    async def main() -> None:
+        runtime = build_runtime(settings)
+        try:
+            report = await run_retention(runtime, settings, dry_run=dry_run)
+        finally:
+            if runtime.redis is not None:
+                await runtime.redis.aclose()
+            await runtime.engine.dispose()
+        verb = "would delete" if dry_run else "deleted"
+        console.print(f"Retention{' (dry run: nothing deleted)' if dry_run else ''}:")
+        for name, count in report.counts.items():
+            console.print(f"  {name:20} {verb} {count}", highlight=False)
+
+    asyncio.run(main())

@@ -1,0 +1,164 @@
+"""Retention: delete what is kept longer than docs/privacy.md says, on a schedule and from
+``storefront retention run [--dry-run]``.
+
+Categories (one transaction per run; a dry run counts in the same way and rolls back):
+
+- ``export_archives``: exports past their expiry: the sealed archive is deleted, the request
+  stays (status ``expired``, answered 410);
+- ``export_records``: those requests, ``export_record_days`` after they expired;
+- ``refresh_tokens``: every refresh token of an ended session (revoked, past its lifetime or
+  idle): none can be used again;
+- ``sessions``: sessions ended more than ``session_retention_days`` ago, with the client
+  address and user agent they hold;
+- ``idempotency_records``: stored responses past ``STOREFRONT_IDEMPOTENCY__TTL_HOURS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storefront.identity.personal_data import purge_sessions
+from storefront.platform.db import utcnow
+from storefront.platform.runtime import Runtime
+from storefront.privacy.models import DataExport, ExportStatus
+from storefront.settings import Settings
+
+logger = logging.getLogger("storefront.privacy.retention")
+CATEGORIES = (
+    "export_archives",
+    "export_records",
+    "refresh_tokens",
+    "sessions",
+    "idempotency_records",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    dry_run: bool
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+async def _exports(
+    session: AsyncSession, *, now: datetime, keep_records: timedelta, dry_run: bool
+) -> dict[str, int]:
+    archives = (DataExport.expires_at <= now) & (DataExport.status != ExportStatus.expired)
+    records = DataExport.expires_at <= now - keep_records
+    if dry_run:
+        count = select(func.count()).select_from(DataExport)
+        # a record deleted in this run no longer needs its archive removed first
+        return {
+            "export_archives": int(await session.scalar(count.where(archives & ~records)) or 0),
+            "export_records": int(await session.scalar(count.where(records)) or 0),
+        }
+    deleted = await session.execute(
+        delete(DataExport).where(records).execution_options(synchronize_session=False)
+    )
+    expired = await session.execute(
+        update(DataExport)
+        .where(archives)
+        .values(status=ExportStatus.expired, archive_sealed=None, size_bytes=None)
+        .execution_options(synchronize_session=False)
+    )
+    return {
+        "export_archives": int(getattr(expired, "rowcount", 0)),
+        "export_records": int(getattr(deleted, "rowcount", 0)),
+    }
+
+
+async def run_retention(
+    runtime: Runtime, settings: Settings, *, dry_run: bool = False
+) -> RetentionReport:
+    """One pass over every category, in one transaction (rolled back on a dry run)."""
+    privacy = settings.privacy
+    now = utcnow()
+    counts: dict[str, int] = {}
+    async with runtime.sessionmaker() as session:
+        counts.update(
+            await _exports(
+                session,
+                now=now,
+                keep_records=timedelta(days=privacy.export_record_days),
+                dry_run=dry_run,
+            )
+        )
+        counts.update(
+            await purge_sessions(
+                session,
+                now=now,
+                idle=timedelta(seconds=settings.auth.session_idle_timeout_seconds),
+                keep=timedelta(days=privacy.session_retention_days),
+                dry_run=dry_run,
+            )
+        )
+        counts["idempotency_records"] = await runtime.idempotency.purge_expired(
+            session, dry_run=dry_run
+        )
+        if dry_run:
+            await session.rollback()
+        else:
+            await session.commit()
+    return RetentionReport(dry_run, {name: counts[name] for name in CATEGORIES})
+
+
+async def run_periodically(runtime: Runtime, settings: Settings, stop: asyncio.Event) -> None:
+    """Run retention every ``STOREFRONT_PRIVACY__RETENTION_INTERVAL_SECONDS`` (the first run
+    one interval after the start) until ``stop`` is set. A failed run is logged; the next
+    one tries again. Several processes may run it: every statement is idempotent."""
+    interval = settings.privacy.retention_interval_seconds
+    if interval <= 0:
+        return
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+        else:
+            return
+        try:
+            report = await run_retention(runtime, settings)
+        except Exception:
+            logger.exception("retention run failed")
+            continue
+        if report.total:
+            logger.info(
+                "retention deleted %s",
+                ", ".join(f"{name}={count}" for name, count in report.counts.items() if count),
+            )
+
+
+class RetentionSchedule:
+    """The periodic retention task of one process (the worker, or the API process when jobs
+    run in-process)."""
+
+    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.settings.privacy.retention_interval_seconds > 0 and self._task is None:
+            self._task = asyncio.create_task(
+                run_periodically(self.runtime, self.settings, self._stop),
+                name="storefront-retention",
+            )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            task, self._task = self._task, None
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except TimeoutError:  # a run still going: its transaction rolls back
+                logger.warning("retention run cancelled at shutdown")

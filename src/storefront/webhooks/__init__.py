@@ -1,0 +1,1 @@
+"""Outgoing webhooks: shops subscribe an HTTPS endpoint to order events (Standard Webhooks)."""

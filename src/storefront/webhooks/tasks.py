@@ -1,0 +1,96 @@
+"""The webhook delivery job: sign, POST, retry on failure (jobs are retried with back-off)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from standardwebhooks.webhooks import Webhook
+
+from storefront.platform.audit import record
+from storefront.platform.jobs import job
+from storefront.platform.observability import metrics
+from storefront.platform.outbound import OutboundRefused
+from storefront.webhooks.repository import WebhookRepository
+from storefront.webhooks.signing import secret_box
+
+if TYPE_CHECKING:
+    from storefront.platform.runtime import Runtime
+
+logger = logging.getLogger("storefront.webhooks")
+
+
+class WebhookDeliveryFailed(Exception):
+    """The receiver did not accept the message (non-2xx): the job is retried."""
+
+
+async def _disable(runtime: Runtime, endpoint_id: uuid.UUID, reason: str) -> None:
+    async with runtime.sessionmaker() as session, session.begin():
+        await WebhookRepository(session).disable(endpoint_id, reason)
+        record(
+            session,
+            "webhook.disabled",
+            object_type="webhook_endpoint",
+            object_id=endpoint_id,
+            details={"reason": "gone"},
+        )
+
+
+@job("webhooks.deliver")
+async def deliver_webhook(
+    runtime: Runtime,
+    *,
+    endpoint_id: str,
+    message_id: str,
+    event: str,
+    timestamp: int,
+    body: str,
+) -> None:
+    """POST one signed event to one endpoint.
+
+    Idempotent for the receiver: every attempt sends the same ``webhook-id`` and the same
+    bytes. 2xx: done. 410 Gone: the receiver unsubscribed, the endpoint is disabled. A
+    refused target (it now resolves to a non-public address): dropped, not retried. Anything
+    else (other statuses, timeouts, connection errors): raised, so the job is retried.
+    """
+    key = uuid.UUID(endpoint_id)
+    async with runtime.sessionmaker() as session:
+        endpoint = await WebhookRepository(session).by_id(key)
+        if endpoint is None or not endpoint.is_active:
+            metrics.record_webhook_delivery(event, "skipped")
+            logger.info("webhook endpoint %s is gone or disabled; %s dropped", key, message_id)
+            return
+        url = endpoint.url
+        secret = secret_box(runtime).open(endpoint.secret_sealed).decode()
+    at = datetime.fromtimestamp(timestamp, tz=UTC)
+    signature = Webhook(secret).sign(msg_id=message_id, timestamp=at, data=body)
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature,
+    }
+    if runtime.http is None:  # pragma: no cover - build_runtime always makes one
+        raise RuntimeError("no outgoing HTTP client")
+    try:
+        status, _ = await runtime.http.post(url, body=body.encode(), headers=headers)
+    except OutboundRefused as exc:
+        metrics.record_webhook_delivery(event, "refused")
+        logger.warning("webhook %s to endpoint %s refused: %s", message_id, key, exc)
+        return
+    except Exception:
+        metrics.record_webhook_delivery(event, "failed")
+        raise
+    if 200 <= status < 300:
+        metrics.record_webhook_delivery(event, "delivered")
+        logger.info("webhook %s delivered to endpoint %s (%s)", message_id, key, status)
+        return
+    if status == 410:
+        metrics.record_webhook_delivery(event, "gone")
+        await _disable(runtime, key, "receiver answered 410 Gone")
+        logger.info("webhook endpoint %s answered 410 Gone: disabled", key)
+        return
+    metrics.record_webhook_delivery(event, "failed")
+    raise WebhookDeliveryFailed(f"endpoint {key} answered {status} to {message_id}")
