@@ -210,9 +210,9 @@ async def seed(base: str, products: int, orders: int) -> Fixture:
     return fx
 
 
-def order_body(fx: Fixture, n: int) -> dict[str, Any]:
-    rnd = random.Random(n)
-    picked = rnd.sample(fx.product_ids, 3)
+def order_payload(product_ids: list[str], n: int) -> dict[str, Any]:
+    """The n-th benchmark order: three distinct products, a fixed address (deterministic)."""
+    picked = random.Random(n).sample(product_ids, 3)  # noqa: S311 - not a secret
     return {
         "lines": [{"product_id": p, "quantity": 1 + i} for i, p in enumerate(picked)],
         "shipping_address": {
@@ -223,6 +223,10 @@ def order_body(fx: Fixture, n: int) -> dict[str, Any]:
             "country": "DE",
         },
     }
+
+
+def order_body(fx: Fixture, n: int) -> dict[str, Any]:
+    return order_payload(fx.product_ids, n)
 
 
 def scenarios(fx: Fixture, on: str, off: str, naive: str, bare: str, pk: str) -> dict[str, Any]:

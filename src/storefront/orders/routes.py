@@ -10,7 +10,7 @@ from storefront.orders.export import CSV as EXPORT_CSV
 from storefront.orders.export import NDJSON as EXPORT_NDJSON
 from storefront.orders.models import OrderStatus
 from storefront.orders.schemas import OrderIn, OrderOut
-from storefront.orders.sealing import orders_out
+from storefront.orders.sealing import orders_out, orders_page_json
 from storefront.orders.service import OrderService
 from storefront.platform.http.deps import RuntimeDep, SessionDep
 from storefront.platform.http.negotiation import negotiate
@@ -106,10 +106,14 @@ async def list_orders(
         principal, limit=page.limit, after=page.after, status=status_filter
     )
     next_cursor = encode_cursor(last) if last else None
-    set_next_link(request, response, next_cursor)
-    no_store(response)
-    response.headers["Vary"] = "Accept"  # the same URL also serves the streamed exports
-    return Page[OrderOut](items=await orders_out(session, items), next_cursor=next_cursor)
+    # the body is serialised here (the bytes of Page[OrderOut], see orders_page_json), so the
+    # headers set on `response` are carried over as FastAPI would
+    body = Response(await orders_page_json(session, items, next_cursor), media_type=JSON)
+    set_next_link(request, body, next_cursor)
+    no_store(body)
+    body.headers["Vary"] = "Accept"  # the same URL also serves the streamed exports
+    body.raw_headers.extend(response.raw_headers)
+    return body
 
 
 @router.get(

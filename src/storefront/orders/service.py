@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +11,7 @@ from storefront.catalog.service import CatalogService
 from storefront.identity.deps import Principal
 from storefront.orders.export import OrderExport
 from storefront.orders.models import Order, OrderLine, OrderStatus
-from storefront.orders.repository import OrderRepository
+from storefront.orders.repository import ExportBatch, OrderRepository
 from storefront.orders.schemas import OrderIn
 from storefront.orders.sealing import seal_address
 from storefront.orders.tasks import send_order_confirmation
@@ -142,11 +141,13 @@ class OrderService:
         limit: int,
         after: uuid.UUID | None,
         status: OrderStatus | None,
-    ) -> tuple[Sequence[Order], uuid.UUID | None]:
+    ) -> tuple[ExportBatch, uuid.UUID | None]:
+        """A page of (order row, its line rows), and the id to continue after (None on the
+        last page)."""
         repo, _ = await self._repository(principal)
-        rows = await repo.list(limit=limit + 1, after=after, status=status)
+        rows = await repo.list_rows(limit=limit + 1, after=after, status=status)
         if len(rows) > limit:
-            return rows[:limit], rows[limit - 1].id
+            return rows[:limit], rows[limit - 1][0].id
         return rows, None
 
     async def export(

@@ -16,13 +16,25 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import anyio
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Header
-from sqlalchemy import JSON, Index, Integer, LargeBinary, String, delete, func, select, update
+from sqlalchemy import (
+    JSON,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.responses import Response
@@ -61,6 +73,25 @@ class IdempotencyRecord(Base):
     response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# the reservation's INSERT and the completion run on every keyed request: on the table, not
+# the ORM entity (no ORM bulk-DML path), and the completion built once (decision 0060)
+_records = cast(Table, IdempotencyRecord.__table__)
+_COMPLETE = (
+    update(_records)
+    .where(
+        _records.c.id == bindparam("b_record_id", type_=_records.c.id.type),
+        _records.c.lock_token == bindparam("b_lock_token", type_=_records.c.lock_token.type),
+        _records.c.state == IN_FLIGHT,
+    )
+    .values(
+        state=COMPLETED,
+        response_status=bindparam("b_status", type_=_records.c.response_status.type),
+        response_headers=bindparam("b_headers", type_=_records.c.response_headers.type),
+        response_body=bindparam("b_body", type_=_records.c.response_body.type),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +199,7 @@ class IdempotencyStore:
             token = uuid.uuid4()
             record_id = new_id()
             stmt = (
-                dialect_insert(session)(IdempotencyRecord)
+                dialect_insert(session)(_records)
                 .values(
                     id=record_id,
                     owner=owner,
@@ -182,7 +213,7 @@ class IdempotencyStore:
                     created_at=now,
                 )
                 .on_conflict_do_nothing(index_elements=["owner", "scope", "key"])
-                .returning(IdempotencyRecord.id)
+                .returning(_records.c.id)
             )
             inserted = (await session.execute(stmt)).scalar_one_or_none()
             await session.commit()
@@ -245,23 +276,20 @@ class IdempotencyStore:
     async def _complete(
         self, session: AsyncSession, reservation: _Reservation, result: StoredResponse
     ) -> None:
+        body = (
+            result.body
+            if self.sealer is None
+            else self.sealer.seal(reservation.record_id, result.body)
+        )
         done = await session.execute(
-            update(IdempotencyRecord)
-            .where(
-                IdempotencyRecord.id == reservation.record_id,
-                IdempotencyRecord.lock_token == reservation.lock_token,
-                IdempotencyRecord.state == IN_FLIGHT,
-            )
-            .values(
-                state=COMPLETED,
-                response_status=result.status,
-                response_headers=result.headers,
-                response_body=(
-                    result.body
-                    if self.sealer is None
-                    else self.sealer.seal(reservation.record_id, result.body)
-                ),
-            )
+            _COMPLETE,
+            {
+                "b_record_id": reservation.record_id,
+                "b_lock_token": reservation.lock_token,
+                "b_status": result.status,
+                "b_headers": result.headers,
+                "b_body": body,
+            },
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict("The reservation for this Idempotency-Key expired; retry the request.")
