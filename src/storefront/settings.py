@@ -209,6 +209,8 @@ class PrivacySettings(BaseModel):
     export_record_days: int = Field(default=30, ge=0, le=3650)  # an expired export's row
     session_retention_days: int = Field(default=30, ge=0, le=3650)  # ended sessions
     retention_interval_seconds: int = Field(default=3600, ge=0, le=7 * 86400)  # 0 = off
+    # rows deleted per retention transaction: short transactions, short locks
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
 
 
 class OutboundSettings(BaseModel):

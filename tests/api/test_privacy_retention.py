@@ -153,6 +153,29 @@ async def test_dry_run_counts_and_changes_nothing_then_the_real_run_deletes(
     assert again.total == 0
 
 
+async def test_a_backlog_larger_than_a_batch_goes_in_several_short_transactions(
+    api: Api, runtime: Runtime, settings: Settings
+) -> None:
+    """Batch size 1: the same world, deleted one row per category per transaction, with the
+    same totals and the same end state as one big pass."""
+    world = await _world(api, runtime)
+    small = settings.model_copy(
+        update={"privacy": settings.privacy.model_copy(update={"retention_batch_size": 1})}
+    )
+    assert (await run_retention(runtime, small, dry_run=True)).counts == EXPECTED
+    report = await run_retention(runtime, small)
+    assert report.counts == EXPECTED
+    # the biggest category (3 refresh tokens) needs 3 full batches and a 4th that finds less
+    assert report.batches == max(EXPECTED.values()) + 1
+    after = await _snapshot(runtime)
+    fresh, expired, _old = world["exports"]
+    assert after["exports"] == sorted(
+        [(str(fresh), "ready", False), (str(expired), "expired", True)]
+    )
+    assert after["idempotency"] == 1
+    assert (await run_retention(runtime, small)).total == 0
+
+
 async def test_the_live_session_keeps_working_after_retention(
     api: Api, runtime: Runtime, settings: Settings
 ) -> None:

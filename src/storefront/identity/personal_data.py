@@ -144,11 +144,17 @@ def _ended_before(when: datetime, idle: timedelta) -> ColumnElement[bool]:
 
 
 async def purge_sessions(
-    session: AsyncSession, *, now: datetime, idle: timedelta, keep: timedelta, dry_run: bool
+    session: AsyncSession,
+    *,
+    now: datetime,
+    idle: timedelta,
+    keep: timedelta,
+    dry_run: bool,
+    limit: int | None = None,
 ) -> dict[str, int]:
     """Refresh tokens of every ended session (none can be used again), then the sessions that
     ended more than ``keep`` ago (their addresses and user agents go with them).
-    With ``dry_run`` only counts."""
+    With ``dry_run`` only counts; with ``limit`` at most that many rows of each."""
     ended_ids = select(AuthSession.id).where(_ended_before(now, idle))
     old = _ended_before(now - keep, idle)
     tokens = RefreshToken.session_id.in_(ended_ids)
@@ -157,6 +163,14 @@ async def purge_sessions(
             "refresh_tokens": await _count(session, RefreshToken, tokens),
             "sessions": await _count(session, AuthSession, old),
         }
+    if limit is not None:
+        tokens = RefreshToken.id.in_(select(RefreshToken.id).where(tokens).limit(limit))
+        # a session goes once its tokens are gone (deleted above, counted as tokens), not
+        # with them by the cascade: the counts are the same in batches as in one pass
+        tokenless = (
+            ~select(RefreshToken.id).where(RefreshToken.session_id == AuthSession.id).exists()
+        )
+        old = AuthSession.id.in_(select(AuthSession.id).where(old & tokenless).limit(limit))
     spent = await session.execute(
         delete(RefreshToken).where(tokens).execution_options(synchronize_session=False)
     )

@@ -304,12 +304,19 @@ class IdempotencyStore:
         )
         await session.commit()
 
-    async def purge_expired(self, session: AsyncSession, *, dry_run: bool = False) -> int:
-        """Delete the records past their expiry (or, with ``dry_run``, count them)."""
+    async def purge_expired(
+        self, session: AsyncSession, *, dry_run: bool = False, limit: int | None = None
+    ) -> int:
+        """Delete the records past their expiry, at most ``limit`` of them (or, with
+        ``dry_run``, count them all)."""
         expired = IdempotencyRecord.expires_at <= utcnow()
         if dry_run:
             stmt = select(func.count()).select_from(IdempotencyRecord).where(expired)
             return int(await session.scalar(stmt) or 0)
+        if limit is not None:
+            expired = IdempotencyRecord.id.in_(
+                select(IdempotencyRecord.id).where(expired).limit(limit)
+            )
         result = await session.execute(delete(IdempotencyRecord).where(expired))
         return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -1,7 +1,11 @@
 """Retention: delete what is kept longer than docs/privacy.md says, on a schedule and from
 ``storefront retention run [--dry-run]``.
 
-Categories (one transaction per run; a dry run counts in the same way and rolls back):
+A real run deletes in batches: each transaction takes at most
+``STOREFRONT_PRIVACY__RETENTION_BATCH_SIZE`` rows of each category and commits, and the run
+repeats until a batch finds less than that in every category, so a large backlog never
+holds one long transaction (or SQLite's write lock) nor runs into ``statement_timeout``.
+A dry run counts everything in one read and rolls back. Categories:
 
 - ``export_archives``: exports past their expiry: the sealed archive is deleted, the request
   stays (status ``expired``, answered 410);
@@ -20,7 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.identity.personal_data import purge_sessions
@@ -43,6 +47,7 @@ CATEGORIES = (
 class RetentionReport:
     dry_run: bool
     counts: dict[str, int] = field(default_factory=dict)
+    batches: int = 0  # transactions the run took
 
     @property
     def total(self) -> int:
@@ -50,17 +55,27 @@ class RetentionReport:
 
 
 async def _exports(
-    session: AsyncSession, *, now: datetime, keep_records: timedelta, dry_run: bool
+    session: AsyncSession,
+    *,
+    now: datetime,
+    keep_records: timedelta,
+    dry_run: bool,
+    limit: int | None = None,
 ) -> dict[str, int]:
-    archives = (DataExport.expires_at <= now) & (DataExport.status != ExportStatus.expired)
-    records = DataExport.expires_at <= now - keep_records
+    records: ColumnElement[bool] = DataExport.expires_at <= now - keep_records
+    # a record deleted by this run (now or in a later batch) needs no archive removal first
+    archives: ColumnElement[bool] = (
+        (DataExport.expires_at <= now) & (DataExport.status != ExportStatus.expired) & ~records
+    )
     if dry_run:
         count = select(func.count()).select_from(DataExport)
-        # a record deleted in this run no longer needs its archive removed first
         return {
-            "export_archives": int(await session.scalar(count.where(archives & ~records)) or 0),
+            "export_archives": int(await session.scalar(count.where(archives)) or 0),
             "export_records": int(await session.scalar(count.where(records)) or 0),
         }
+    if limit is not None:
+        records = DataExport.id.in_(select(DataExport.id).where(records).limit(limit))
+        archives = DataExport.id.in_(select(DataExport.id).where(archives).limit(limit))
     deleted = await session.execute(
         delete(DataExport).where(records).execution_options(synchronize_session=False)
     )
@@ -76,12 +91,11 @@ async def _exports(
     }
 
 
-async def run_retention(
-    runtime: Runtime, settings: Settings, *, dry_run: bool = False
-) -> RetentionReport:
-    """One pass over every category, in one transaction (rolled back on a dry run)."""
+async def _one_pass(
+    runtime: Runtime, settings: Settings, *, now: datetime, dry_run: bool, limit: int | None
+) -> dict[str, int]:
+    """One transaction over every category (rolled back on a dry run)."""
     privacy = settings.privacy
-    now = utcnow()
     counts: dict[str, int] = {}
     async with runtime.sessionmaker() as session:
         counts.update(
@@ -90,6 +104,7 @@ async def run_retention(
                 now=now,
                 keep_records=timedelta(days=privacy.export_record_days),
                 dry_run=dry_run,
+                limit=limit,
             )
         )
         counts.update(
@@ -99,16 +114,38 @@ async def run_retention(
                 idle=timedelta(seconds=settings.auth.session_idle_timeout_seconds),
                 keep=timedelta(days=privacy.session_retention_days),
                 dry_run=dry_run,
+                limit=limit,
             )
         )
         counts["idempotency_records"] = await runtime.idempotency.purge_expired(
-            session, dry_run=dry_run
+            session, dry_run=dry_run, limit=limit
         )
         if dry_run:
             await session.rollback()
         else:
             await session.commit()
-    return RetentionReport(dry_run, {name: counts[name] for name in CATEGORIES})
+    return counts
+
+
+async def run_retention(
+    runtime: Runtime, settings: Settings, *, dry_run: bool = False
+) -> RetentionReport:
+    """Every category, in batches of ``retention_batch_size`` rows per transaction (a dry run:
+    one read-only count, rolled back). The cut-off time is fixed at the start of the run."""
+    now = utcnow()
+    if dry_run:
+        counts = await _one_pass(runtime, settings, now=now, dry_run=True, limit=None)
+        return RetentionReport(True, {name: counts[name] for name in CATEGORIES}, batches=1)
+    batch = settings.privacy.retention_batch_size
+    totals = dict.fromkeys(CATEGORIES, 0)
+    batches = 0
+    while True:
+        counts = await _one_pass(runtime, settings, now=now, dry_run=False, limit=batch)
+        batches += 1
+        for name in CATEGORIES:
+            totals[name] += counts[name]
+        if all(counts[name] < batch for name in CATEGORIES):
+            return RetentionReport(False, totals, batches=batches)
 
 
 async def run_periodically(runtime: Runtime, settings: Settings, stop: asyncio.Event) -> None:
