@@ -205,14 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await retention.stop()
             if runtime.jobs is not None:
                 await runtime.jobs.shutdown()
-            if runtime.rate_limiter is not None:
-                await runtime.rate_limiter.aclose()
-            await runtime.cache.aclose()
-            if runtime.http is not None:
-                await runtime.http.aclose()
-            if runtime.redis is not None:
-                await runtime.redis.aclose()
-            await runtime.engine.dispose()
+            await runtime.aclose()
             logger.info("storefront stopped")
             shutdown_observability(observability)
 

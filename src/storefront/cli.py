@@ -60,7 +60,7 @@ def seed(
                 return
             report = await run_seed(runtime.sessionmaker, runtime.passwords, console)
         finally:
-            await runtime.engine.dispose()
+            await runtime.aclose()
         if report.created:
             console.print(
                 f"Seeded {report.users} users, {report.shops} shops, "
@@ -119,11 +119,7 @@ def worker() -> None:
             await run_worker(runtime.jobs, runtime, stop)
         finally:
             await retention.stop()
-            if runtime.http is not None:
-                await runtime.http.aclose()
-            if runtime.redis is not None:
-                await runtime.redis.aclose()
-            await runtime.engine.dispose()
+            await runtime.aclose()
         console.print("Storefront worker stopped.")
 
     asyncio.run(main())

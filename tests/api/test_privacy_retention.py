@@ -25,6 +25,7 @@ from storefront.settings import Settings
 from tests.api.privacy_support import request_export, wait_for_export
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, V1, Api, shop_with_staff
+from tests.servers import stop
 
 DAY = timedelta(days=1)
 
@@ -107,6 +108,18 @@ async def _world(api: Api, runtime: Runtime) -> dict[str, Any]:
     assert len(record_ids) == 2
     await _set(runtime, IdempotencyRecord, record_ids[0], expires_at=now - timedelta(minutes=1))
     return {"exports": ids, "live": live, "sessions": sessions, "records": record_ids}
+
+
+async def _until_expired(runtime: Runtime, *, within: float) -> None:
+    """Until the (only) export is marked expired by a retention run."""
+    deadline = time.monotonic() + within
+    while True:
+        async with runtime.sessionmaker() as session:
+            status = await session.scalar(select(DataExport.status))
+        if status is ExportStatus.expired:
+            return
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.1)
 
 
 EXPECTED = {
@@ -243,14 +256,7 @@ async def test_retention_runs_on_a_schedule(database_url: str) -> None:
                 export = await request_export(client, user)
                 await wait_for_export(client, user, export["id"])
                 await _set(runtime, DataExport, uuid.UUID(export["id"]), expires_at=utcnow() - DAY)
-                deadline = time.monotonic() + 10
-                while True:
-                    async with runtime.sessionmaker() as session:
-                        status = await session.scalar(select(DataExport.status))
-                    if status is ExportStatus.expired:
-                        break
-                    assert time.monotonic() < deadline, status
-                    await asyncio.sleep(0.1)
+                await _until_expired(runtime, within=10)
         finally:
             await _empty_tables(runtime)
 
@@ -260,7 +266,6 @@ async def test_the_worker_builds_exports_and_runs_retention(
 ) -> None:
     """With a broker, the export job and the retention schedule run in `storefront worker`."""
     import os
-    import signal
 
     import httpx2
     from asgi_lifespan import LifespanManager
@@ -292,6 +297,7 @@ async def test_the_worker_builds_exports_and_runs_retention(
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
     )
     app = create_app(settings)
     try:
@@ -307,22 +313,9 @@ async def test_the_worker_builds_exports_and_runs_retention(
                     await _set(
                         runtime, DataExport, uuid.UUID(export["id"]), expires_at=utcnow() - DAY
                     )
-                    deadline = time.monotonic() + 20
-                    while True:
-                        async with runtime.sessionmaker() as session:
-                            current = await session.scalar(select(DataExport.status))
-                        if current is ExportStatus.expired:
-                            break
-                        assert time.monotonic() < deadline, current
-                        await asyncio.sleep(0.2)
+                    await _until_expired(runtime, within=20)
             finally:
                 await _empty_tables(runtime)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            output, _ = await asyncio.to_thread(worker.communicate, timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            output, _ = worker.communicate()
-    text = output.decode(errors="replace")
+        text = await asyncio.to_thread(stop, worker)
     assert worker.returncode == 0, text

@@ -45,3 +45,15 @@ class Runtime:
     mailer: Mailer | None = None  # outgoing SMTP, used by jobs
     http: OutboundClient | None = None  # the one outgoing HTTP client (webhooks)
     settings: Settings | None = None  # the configuration it was built from (set by build_runtime)
+
+    async def aclose(self) -> None:
+        """Close what the runtime holds (the lifespan, the worker and CLI commands alike);
+        jobs are shut down by whoever started them."""
+        if self.rate_limiter is not None:
+            await self.rate_limiter.aclose()
+        await self.cache.aclose()
+        if self.http is not None:
+            await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()

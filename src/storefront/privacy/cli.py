@@ -31,9 +31,7 @@ def run(
         try:
             report = await run_retention(runtime, settings, dry_run=dry_run)
         finally:
-            if runtime.redis is not None:
-                await runtime.redis.aclose()
-            await runtime.engine.dispose()
+            await runtime.aclose()
         verb = "would delete" if dry_run else "deleted"
         console.print(f"Retention{' (dry run: nothing deleted)' if dry_run else ''}:")
         for name, count in report.counts.items():
