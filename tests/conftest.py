@@ -4,6 +4,10 @@ Each pytest-xdist worker gets its own databases (a SQLite file and a PostgreSQL 
 built once by running the Alembic migrations (never ``create_all``), and every test leaves
 them empty again (tables truncated), so tests are isolated and parallel-safe.
 
+The PostgreSQL variant of the shared ``settings`` fixture runs with production-like hardening
+(a CORS allow-list, explicit personal-data keys: ``hardened_overrides``), so a setting cannot
+silently break the service again (decision 0090).
+
 PostgreSQL is found at STOREFRONT_TEST_POSTGRES_URL (default: the local trust-auth server).
 When it is unreachable the PostgreSQL variants are skipped, loudly; under CI=true they fail.
 """
@@ -11,6 +15,7 @@ When it is unreachable the PostgreSQL variants are skipped, loudly; under CI=tru
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import uuid
@@ -20,23 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx2
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from storefront.app import create_app
 from storefront.cli import run_migrations
-from storefront.models import metadata
-from storefront.platform.runtime import Runtime
-from storefront.settings import Settings
-from tests.factories import Api
-from tests.servers import OwnRedis
+from storefront.resources import Resources
+from storefront.settings import DEFAULT_JWT_SECRET, Settings
+from tests.support.apps import empty_tables, running_app
+from tests.support.factories import Api
+from tests.support.servers import OwnRedis
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "STOREFRONT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -177,11 +180,18 @@ def redis_prefix() -> Iterator[str]:
         client.close()
 
 
+# A test database's commits do not wait for the WAL to reach the disk (several milliseconds
+# each, dozens of commits per test): what a commit does and when it is visible stay the same,
+# only a crash of the server could lose the last ones, and a test database is thrown away.
+NO_COMMIT_FLUSH = 'ALTER DATABASE "{name}" SET synchronous_commit = off'
+
+
 @pytest.fixture(scope="session")
 def postgres_url(postgres_unavailable: str | None, worker_id_safe: str) -> Iterator[str]:
     require_or_skip(postgres_unavailable)
     name = f"storefront_test_{worker_id_safe}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_pg_admin(NO_COMMIT_FLUSH.format(name=name)))
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
         run_migrations(database_url=url)
@@ -201,6 +211,7 @@ def empty_database(
     require_or_skip(postgres_unavailable)
     name = f"storefront_empty_{uuid.uuid4().hex[:10]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_pg_admin(NO_COMMIT_FLUSH.format(name=name)))
     try:
         yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
     finally:
@@ -216,9 +227,19 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "database": {"pool_size": 20, "max_overflow": 10, "pool_timeout_seconds": 30},
         # a test signs in dozens of times a minute from one address; rate-limit tests set
         # their own tight policies (the defaults are for real clients)
-        "protection": {"auth_rate": "10000/minute", "auth_account_rate": "10000/minute"},
+        # (and probes: tests poll /readyz and /healthz in loops)
+        "protection": {
+            "auth_rate": "10000/minute",
+            "auth_account_rate": "10000/minute",
+            "operations_rate": "100000/minute",
+        },
     }
     values.update(overrides)
+    # the periodic readiness check (decision 0112) queries the app's engine on its own
+    # schedule: off for in-process tests, which count statements; tests of it turn it on
+    observability = values.get("observability")
+    if observability is None or isinstance(observability, dict):
+        values["observability"] = {"readiness_interval_seconds": 0, **(observability or {})}
     return Settings(**values)
 
 
@@ -233,38 +254,73 @@ def database_url(backend: str, request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(fixture))
 
 
+# Origins the hardened variant allows (tests/web/test_cors_configured.py for the behaviour).
+CORS_TEST_ORIGINS = ["https://app.example", "https://admin.app.example"]
+
+
+def hardened_overrides() -> dict[str, Any]:
+    """Production-like settings that a test app can run with (a setting must
+    not silently break the service again): a CORS allow-list, and personal-data keys given
+    explicitly, as production must, instead of derived. The keys are the ones development
+    derives from the default secret, so an app a test builds with plain ``make_settings`` on
+    the same database still reads what this one wrote. ``environment`` itself stays "test":
+    production's own switches (docs, metrics on the API port, required secrets) have their
+    own tests."""
+    from storefront.kit.kdf import derive_key
+    from storefront.kit.master_keys import DEV_VERSION
+    from storefront.vault.config import DEV_BLIND_PURPOSE, DEV_MASTER_PURPOSE
+
+    def b64(purpose: str) -> str:
+        return base64.b64encode(derive_key(DEFAULT_JWT_SECRET, purpose=purpose)).decode()
+
+    return {
+        "cors_origins": list(CORS_TEST_ORIGINS),
+        "privacy": {
+            "master_keys": f"{DEV_VERSION}:{b64(DEV_MASTER_PURPOSE)}",
+            "blind_index_key": b64(DEV_BLIND_PURPOSE),
+        },
+    }
+
+
+# Settings are frozen; reading them (the environment included) costs more than many tests, so
+# the ``settings`` fixture builds each combination once per worker. The key holds every
+# STOREFRONT_* variable: a test that sets one before the fixture is built gets its own.
+_settings_built: dict[tuple[str, str, tuple[tuple[str, str], ...]], Settings] = {}
+
+
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
-
-
-async def _empty_tables(runtime: Runtime) -> None:
-    tables = [t.name for t in reversed(metadata.sorted_tables)]
-    async with runtime.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # audit_events is append-only: its trigger refuses TRUNCATE to every ordinary
-            # session. The tests connect as the superuser, which may switch triggers off for
-            # this one transaction; the application's role in production cannot.
-            await conn.execute(text("SET LOCAL session_replication_role = replica"))
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+def settings(database_url: str, backend: str) -> Settings:
+    """Every test using ``settings``/``app``/``client``/``api`` runs twice: on SQLite with the
+    plain test settings, and on PostgreSQL with the hardened ones (CORS allow-list and
+    explicit keys, see ``hardened_overrides``), so CORS is always exercised at no extra
+    run time."""
+    environment = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith("STOREFRONT_"))
+    )
+    key = (database_url, backend, environment)
+    if key not in _settings_built:
+        if backend == "postgres":
+            _settings_built[key] = make_settings(database_url, **hardened_overrides())
         else:
-            for table in tables:
-                await conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+            _settings_built[key] = make_settings(database_url)
+    return _settings_built[key]
+
+
+# tests that run an app of their own empty its tables with this too
+_empty_tables = empty_tables
 
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
-        try:
-            yield application
-        finally:
-            await _empty_tables(application.state.runtime)
+    """The worker's app for these settings (built once), with a lifespan of this test's own:
+    fresh resources, empty tables afterwards (tests/support/apps.py)."""
+    async with running_app(settings) as application:
+        yield application
 
 
 @pytest.fixture
-def runtime(app: FastAPI) -> Runtime:
-    result: Runtime = app.state.runtime
+def resources(app: FastAPI) -> Resources:
+    result: Resources = app.state.resources
     return result
 
 
@@ -275,9 +331,43 @@ async def client(app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
         yield c
 
 
+USERS_OVER_HTTP = "users_over_http"
+# a test that asks for one of these fixtures needs that real service: marked for it, so
+# `make test-fast` (-m "not postgres and not redis and not rabbitmq") leaves it out
+SERVICE_FIXTURES = {
+    "postgres_url": "postgres",
+    "redis_url": "redis",
+    "redis_prefix": "redis",
+    "own_redis": "redis",
+    "rabbitmq_url": "rabbitmq",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{USERS_OVER_HTTP}: the api fixture's users register and sign in over HTTP (the test "
+        "reads their sessions, refresh tokens or sign-in audit entries)",
+    )
+    config.addinivalue_line("markers", "redis: needs a real Redis server (set by fixture)")
+    config.addinivalue_line("markers", "rabbitmq: needs a real RabbitMQ (set by fixture)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in getattr(item, "fixturenames", ()):
+            marker = SERVICE_FIXTURES.get(name)
+            if marker is not None:
+                item.add_marker(marker)
+
+
 @pytest.fixture
-def api(client: httpx2.AsyncClient) -> Api:
-    return Api(client)
+def api(client: httpx2.AsyncClient, app: FastAPI, request: pytest.FixtureRequest) -> Api:
+    """Test data over HTTP; users made through the identity service with a minted token
+    (tests/support/factories.py), or signed in over HTTP under ``@pytest.mark.users_over_http``."""
+    if request.node.get_closest_marker(USERS_OVER_HTTP) is not None:
+        return Api(client)
+    return Api(client, app.state.resources)
 
 
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
@@ -296,7 +386,7 @@ class QueryCounter:
 
 
 @pytest.fixture
-def count_queries(runtime: Runtime) -> Iterator[Callable[[], QueryCounter]]:
+def count_queries(resources: Resources) -> Iterator[Callable[[], QueryCounter]]:
     """Record every SQL statement the app sends (for N+1 and batching assertions)."""
     counter = QueryCounter()
 
@@ -308,8 +398,8 @@ def count_queries(runtime: Runtime) -> Iterator[Callable[[], QueryCounter]]:
         ):
             counter.statements.append(statement)
 
-    event.listen(runtime.engine.sync_engine, "before_cursor_execute", on_execute)
+    event.listen(resources.engine.sync_engine, "before_cursor_execute", on_execute)
     try:
         yield lambda: counter
     finally:
-        event.remove(runtime.engine.sync_engine, "before_cursor_execute", on_execute)
+        event.remove(resources.engine.sync_engine, "before_cursor_execute", on_execute)

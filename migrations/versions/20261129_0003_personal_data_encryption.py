@@ -26,15 +26,16 @@ import sqlalchemy as sa
 from alembic import context, op
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from storefront.platform.crypto.config import build_vault
-from storefront.platform.crypto.vault import (
+from storefront.kit.progress import RowProgress
+from storefront.settings import Settings, get_settings
+from storefront.vault.config import build_vault
+from storefront.vault.envelope import (
     PersonalDataVault,
     new_data_key,
     open_value,
     seal_value,
     unwrap_data_key,
 )
-from storefront.settings import Settings, get_settings
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -68,6 +69,10 @@ orders = sa.table(
     sa.column("shipping_address", sa.JSON()),
     sa.column("shipping_address_sealed", sa.Text()),
 )
+
+
+def _count(conn: sa.Connection, table: Any) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
 def _vault() -> PersonalDataVault:
@@ -136,6 +141,7 @@ def _seal_existing_rows(conn: sa.Connection) -> None:
             display_name_sealed=sa.bindparam("b_name"),
         )
     )
+    progress = RowProgress("sealed", "user rows", _count(conn, users))
     for rows in _batches(conn, users, users.c.email, users.c.display_name):
         new_keys, sealed_users = [], []
         for row in rows:
@@ -162,11 +168,13 @@ def _seal_existing_rows(conn: sa.Connection) -> None:
             )
         conn.execute(data_keys.insert(), new_keys)
         conn.execute(seal_user, sealed_users)
+        progress.advance(len(rows))
     seal_order = (
         orders.update()
         .where(orders.c.id == sa.bindparam("b_id"))
         .values(shipping_address_sealed=sa.bindparam("b_sealed"))
     )
+    progress = RowProgress("sealed", "order rows", _count(conn, orders))
     for rows in _batches(conn, orders, orders.c.customer_id, orders.c.shipping_address):
         sealed_orders = []
         for row in rows:
@@ -184,6 +192,7 @@ def _seal_existing_rows(conn: sa.Connection) -> None:
             )
             sealed_orders.append({"b_id": row.id, "b_sealed": sealed})
         conn.execute(seal_order, sealed_orders)
+        progress.advance(len(rows))
 
 
 def downgrade() -> None:
@@ -228,7 +237,9 @@ def _open_existing_rows(conn: sa.Connection) -> None:
             )
             keys[row.subject_id] = (AESGCM(key), row.key_version)
 
+    progress = RowProgress("opened", "user rows", _count(conn, users))
     for rows in _batches(conn, users, users.c.email_sealed, users.c.display_name_sealed):
+        progress.advance(len(rows))
         for row in rows:
             key = keys.get(row.id)
             if key is None:
@@ -239,7 +250,9 @@ def _open_existing_rows(conn: sa.Connection) -> None:
             conn.execute(
                 users.update().where(users.c.id == row.id).values(email=email, display_name=name)
             )
+    progress = RowProgress("opened", "order rows", _count(conn, orders))
     for rows in _batches(conn, orders, orders.c.customer_id, orders.c.shipping_address_sealed):
+        progress.advance(len(rows))
         for row in rows:
             key = keys.get(row.customer_id) if row.customer_id is not None else None
             if key is None or not row.shipping_address_sealed:

@@ -4,7 +4,7 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-29
 
-The transactional outbox for background jobs (platform/outbox.py), and the order's record
+The transactional outbox for background jobs (jobs/outbox.py), and the order's record
 that its confirmation email went out (the job's idempotency check).
 
 Zero-downtime checklist: expand -> backfill -> contract; no long table locks (env.py sets

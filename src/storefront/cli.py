@@ -1,42 +1,139 @@
-"""The ``storefront`` command: serve, migrate, seed, worker."""
+"""The ``storefront`` command: serve, migrate, seed, worker, admin, secrets...
+
+Every command explains an expected failure (a bad setting, an unreachable database) in a few
+lines naming the variable to fix and exits 2 (configuration) or 3 (a dependency is
+unreachable); 1 means the command refused. Only bugs print a traceback (docs/operations.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import logging
+import os
+import sys
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from storefront.admin_cli import admin_app, secrets_app
+from storefront.audit.cli import audit_app
 from storefront.identity.cli import keys_app
-from storefront.platform.audit.cli import audit_app
+from storefront.kit.startup import (
+    EXIT_CONFIG,
+    CommandRefused,
+    configured_database_url,
+    explain,
+    unknown_env_warnings,
+)
+from storefront.migration_head import migrations_dir as migrations_dir  # tests import it from here
 from storefront.privacy.cli import retention_app
-from storefront.schema import migrations_dir
-from storefront.settings import get_settings
+from storefront.settings import Environment, Settings, get_settings
+from storefront.web.paths import API_PREFIX
 
-app = typer.Typer(help="Storefront: a production-grade commerce backend.", no_args_is_help=True)
+
+class StorefrontCli(typer.Typer):
+    """Typer, with expected failures turned into one clear message and an exit code."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            failure = explain(exc, database_url=_database_url_for_messages())
+            if failure is None:
+                raise  # a bug: its traceback is what a developer needs
+            typer.echo(failure.message, err=True)
+            raise SystemExit(failure.exit_code) from None
+
+
+def _database_url_for_messages() -> str | None:
+    try:
+        return get_settings().database_url
+    except Exception:  # noqa: BLE001 - the settings are what failed: use the raw value
+        return configured_database_url()
+
+
+app = StorefrontCli(
+    help="Storefront: a production-grade commerce backend.",
+    no_args_is_help=True,
+    # a bug's traceback must not print local variables: they hold URLs with passwords
+    pretty_exceptions_show_locals=False,
+)
 console = Console()
 
 
-def run_migrations(revision: str = "head", *, database_url: str | None = None) -> None:
-    from alembic import command
-    from alembic.config import Config
+@app.callback()
+def _before_every_command() -> None:
+    for warning in unknown_env_warnings(os.environ, Settings):
+        typer.echo(warning, err=True)
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    cfg.attributes["configure_logging"] = False
-    if database_url:
-        cfg.attributes["database_url"] = database_url
-    command.upgrade(cfg, revision)
+
+def run_migrations(revision: str = "head", *, database_url: str | None = None) -> None:
+    """Upgrade (or move) to ``revision``, quietly: for tests and tools."""
+    from alembic import command
+
+    from storefront.migrating import alembic_config
+
+    command.upgrade(alembic_config(database_url), revision)
 
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    revision: Annotated[str, typer.Argument(help="Target revision (default: the newest)")] = "head",
+    allow_downgrade: Annotated[
+        bool,
+        typer.Option(
+            "--allow-downgrade",
+            help="Allow a target older than the database (undoes revisions; data they hold "
+            "is lost: back up first)",
+        ),
+    ] = False,
 ) -> None:
-    """Apply database migrations (upgrade to head by default)."""
-    run_migrations(revision)
-    console.print(f"[green]Database migrated to {revision}.[/green]")
+    """Apply database migrations (to the newest by default) and report each one applied."""
+    from storefront.migrating import Applied, apply, current_revision, make_plan, scripts
+
+    settings = get_settings()
+    current = current_revision(settings.database_url)
+    plan = make_plan(scripts(), current, revision)
+    at = current or "(empty: no revision)"
+    if not plan.steps:
+        where = "head" if current == plan.head else "the requested revision"
+        typer.echo(f"Already at {where} ({at}): nothing to do.")
+        return
+    undone = ", ".join(step.revision for step in plan.steps)
+    if plan.downgrade and not allow_downgrade:
+        raise CommandRefused(
+            f"the database is at {at}; {revision} is older, so this would be a DOWNGRADE "
+            f"undoing {undone} (their tables and columns, and the data in them, are "
+            "dropped). Nothing was changed. To do it anyway, back up the database and run: "
+            f"storefront migrate {revision} --allow-downgrade"
+        )
+    target = plan.target or "base (empty)"
+    verb = "Downgrading" if plan.downgrade else "Upgrading"
+    typer.echo(f"Database at {at}; {verb.lower()} to {target}: {len(plan.steps)} revision(s).")
+    progress = logging.getLogger("storefront.migrations")  # data migrations' row counts
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("    %(message)s"))
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+
+    def report(step: Applied) -> None:
+        done = "applied" if step.upgrade else "undone"
+        typer.echo(f"  {done} {step.revision}  {step.message}  ({step.seconds:.1f} s)")
+
+    try:
+        applied = apply(plan, database_url=settings.database_url, on_applied=report)
+    finally:
+        progress.removeHandler(handler)
+    done = "Downgraded" if plan.downgrade else "Migrated"
+    typer.echo(f"{done} from {at} to {target}: {', '.join(a.revision for a in applied)}.")
+
+
+def _environment_variable() -> str | None:
+    for key, value in os.environ.items():
+        if key.upper() == "STOREFRONT_ENVIRONMENT":
+            return value.strip().lower()
+    return None
 
 
 @app.command()
@@ -45,22 +142,33 @@ def seed(
         bool, typer.Option("--if-empty", help="Only seed a database with no users")
     ] = False,
 ) -> None:
-    """Create demo shops, users, products and orders (safe to run twice)."""
-    from storefront.app import build_runtime
-    from storefront.seed import DEMO_PASSWORD, USERS, database_is_empty
+    """Create demo shops, users, products and orders (safe to run twice). Never in
+    production, whatever the flags: use `storefront admin create` there."""
+    from storefront.resources import open_resources
+    from storefront.seed import DEMO_PASSWORD, USERS, DemoDataRefused, database_is_empty
     from storefront.seed import seed as run_seed
 
+    # before the settings are even read: a production deployment with a setting missing
+    # must still get this answer, not a request to fix the setting and come back
+    if _environment_variable() == Environment.production.value:
+        raise CommandRefused(DemoDataRefused.MESSAGE)
     settings = get_settings()
+    if settings.environment is Environment.production:
+        raise CommandRefused(DemoDataRefused.MESSAGE)
 
     async def main() -> None:
-        runtime = build_runtime(settings)
-        try:
-            if if_empty and not await database_is_empty(runtime.sessionmaker):
+        async with open_resources(settings, role="cli") as resources:
+            if if_empty and not await database_is_empty(resources.sessionmaker):
                 console.print("Database already has data; not seeding.")
                 return
-            report = await run_seed(runtime.sessionmaker, runtime.passwords, console)
-        finally:
-            await runtime.aclose()
+            report = await run_seed(
+                resources.sessionmaker,
+                resources.passwords,
+                console,
+                settings=settings,
+                vault=resources.vault,
+                cache=resources.cache,
+            )
         if report.created:
             console.print(
                 f"Seeded {report.users} users, {report.shops} shops, "
@@ -75,27 +183,51 @@ def seed(
     asyncio.run(main())
 
 
+# prometheus-client's own variable (not imported from it: importing it with a missing
+# directory is what fails)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _require_metrics_directory() -> None:
+    """PROMETHEUS_MULTIPROC_DIR, when set, must be an existing directory (decision 0127):
+    prometheus-client writes every process's samples there from its first import on."""
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured and not os.path.isdir(configured):
+        raise CommandRefused(
+            f"{MULTIPROC_ENV}={configured} is not an existing directory (the metrics of "
+            "every process are written there)\n"
+            f"fix: create it (empty, writable by this user) or unset {MULTIPROC_ENV}",
+            exit_code=EXIT_CONFIG,
+        )
+
+
 @app.command()
 def worker() -> None:
     """Run the background-job worker for STOREFRONT_BROKER_URL (SIGTERM: finish and stop)."""
+    _require_metrics_directory()  # before anything imports prometheus-client
     import logging
     import signal
 
-    from storefront.app import build_runtime
-    from storefront.platform.jobs import run_worker
+    from storefront.app import JOBS
+    from storefront.jobs.queue import run_worker
+    from storefront.orders.expiry import OrderExpirySchedule
     from storefront.privacy.retention import RetentionSchedule
+    from storefront.resources import open_resources
+    from storefront.web.health import ReadinessMonitor
 
     settings = get_settings()
     if not settings.broker_url:
-        console.print(
-            "[red]STOREFRONT_BROKER_URL is not set:[/red] jobs then run inside the API "
-            "process and need no worker. Set it to redis://... or amqp://... to use one."
+        # a start-up error like the others: on stderr, error:/fix:, exit 2
+        raise CommandRefused(
+            "STOREFRONT_BROKER_URL is not set: without a broker, jobs run inside the API "
+            "process and need no worker\n"
+            "fix: set STOREFRONT_BROKER_URL to redis://... or amqp://... to use a worker",
+            exit_code=EXIT_CONFIG,
         )
-        raise typer.Exit(code=2)
-    # issue 7: the API's log format, traces and a /metrics endpoint for the job metrics
+    # the API's log format, traces and a /metrics endpoint for the job metrics
     from storefront import __version__
-    from storefront.platform.observability.metrics import serve_metrics
-    from storefront.platform.observability.setup import instrument_runtime, setup_observability
+    from storefront.resources.instrument import setup_observability
+    from storefront.telemetry.metrics import serve_metrics
 
     observability = setup_observability(settings, __version__)
     if not logging.getLogger().handlers:
@@ -104,22 +236,36 @@ def worker() -> None:
         )
 
     async def main() -> None:
-        runtime = build_runtime(settings)
-        instrument_runtime(runtime, observability)
-        serve_metrics(settings.observability.worker_metrics_port, settings.host)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        assert runtime.jobs is not None  # noqa: S101 - build_runtime always builds one
-        console.print(f"Storefront worker consuming queue [bold]{settings.jobs.queue}[/bold]")
-        retention = RetentionSchedule(runtime, settings)
-        try:
-            retention.start()  # GDPR retention (docs/privacy.md) runs in the worker
-            await run_worker(runtime.jobs, runtime, stop)
-        finally:
-            await retention.stop()
-            await runtime.aclose()
+        # the worker's queue is started by run_worker (it waits for the broker); the
+        # resources close after it has shut down
+        async with open_resources(
+            settings, role="worker", jobs=JOBS, observability=observability
+        ) as resources:
+            serve_metrics(settings.observability.worker_metrics_port, settings.host)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            console.print(f"Storefront worker consuming queue [bold]{settings.jobs.queue}[/bold]")
+            retention = RetentionSchedule(resources, settings)
+            expiry = OrderExpirySchedule(resources, settings)
+            # the worker's own readiness (database, schema, broker) into storefront_ready
+            readiness = ReadinessMonitor(
+                resources,
+                role="worker",
+                interval=settings.observability.readiness_interval_seconds,
+                timeout=settings.observability.readiness_timeout_seconds,
+                broker_url=settings.broker_url,
+            )
+            try:
+                readiness.start()
+                retention.start()  # GDPR retention (docs/privacy.md) runs in the worker
+                expiry.start()  # unpaid orders expire (decision 0118), also in the worker
+                await run_worker(resources.jobs, resources, stop)
+            finally:
+                await readiness.stop()
+                await retention.stop()
+                await expiry.stop()
         console.print("Storefront worker stopped.")
 
     asyncio.run(main())
@@ -130,25 +276,41 @@ def serve(
     reload: Annotated[bool, typer.Option(help="Development only: restart on changes")] = False,
 ) -> None:
     """Serve the API with uvicorn (host, port and workers from settings)."""
+    _require_metrics_directory()  # before anything imports prometheus-client
     import uvicorn
 
-    from storefront.platform.observability.setup import configure_logging_from
-    from storefront.platform.serving import prepare_multiprocess_metrics
+    from storefront.resources.instrument import configure_logging_from
+    from storefront.telemetry.metrics import serve_metrics
+    from storefront.vault.config import key_material
+    from storefront.web.h11_server import HeadDeadlineH11Protocol
+    from storefront.web.serving import prepare_multiprocess_metrics
 
     settings = get_settings()
+    # the personal-data keys (a key file to read) are configuration: explained here, not as
+    # a traceback from inside uvicorn's application start-up
+    key_material(settings)
     base = f"http://{settings.host}:{settings.port}"
-    console.print(f"Storefront API on [bold]{base}/api/v1[/bold]  docs: [bold]{base}/docs[/bold]")
-    console.print(
-        "Sign in on the docs page with Authorize, or: "
-        f"curl -X POST {base}/api/v1/auth/login -H 'Content-Type: application/json' "
-        '-d \'{"email":"customer@storefront.test","password":"storefront-demo-2026"}\'',
-        soft_wrap=True,
-        highlight=False,
-    )
-    # issue 7: our log format for uvicorn's lines too (access lines come from the app), and
+    docs = f"  docs: [bold]{base}/docs[/bold]" if settings.docs_served else ""
+    console.print(f"Storefront API on [bold]{base}{API_PREFIX}[/bold]{docs}")
+    if settings.api_metrics_port:
+        console.print(
+            f"Metrics on [bold]http://{settings.host}:{settings.api_metrics_port}/metrics[/bold]"
+        )
+    if settings.environment is not Environment.production:  # production has no demo data
+        console.print(
+            "Sign in on the docs page with Authorize, or: "
+            f"curl -X POST {base}{API_PREFIX}/auth/login -H 'Content-Type: application/json' "
+            '-d \'{"email":"customer@storefront.test","password":"storefront-demo-2026"}\'',
+            soft_wrap=True,
+            highlight=False,
+        )
+    # our log format for uvicorn's lines too (access lines come from the app), and
     # a shared metrics directory when several worker processes serve (docs/operations.md)
     configure_logging_from(settings)
     prepare_multiprocess_metrics(1 if reload else settings.workers)
+    # the API's metrics on a port of their own, never the public one (decision 0092): served
+    # by this process, which with several workers reads every worker's samples
+    serve_metrics(settings.api_metrics_port, settings.host)
     uvicorn.run(
         "storefront.app:create_app",
         factory=True,
@@ -159,6 +321,11 @@ def serve(
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
         server_header=False,
         proxy_headers=False,
+        # a bounded request head (decision 0094): h11 refuses a request line and headers
+        # over this many bytes with a 400 before buffering more; httptools has no bound.
+        # Each head must also arrive within STOREFRONT_PROTECTION__HEADER_TIMEOUT_SECONDS.
+        http=HeadDeadlineH11Protocol,
+        h11_max_incomplete_event_size=settings.protection.max_header_bytes,
         log_level=settings.observability.log_level.lower(),
         log_config=None,
         access_log=False,
@@ -171,6 +338,8 @@ def serve(
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
+app.add_typer(admin_app, name="admin")
+app.add_typer(secrets_app, name="secrets")
 
 
 if __name__ == "__main__":

@@ -11,16 +11,19 @@ from rich.progress import Progress
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storefront.auth.passwords import PasswordHasher
+from storefront.auth.principal import Principal
+from storefront.cache import ResponseCache
 from storefront.catalog.schemas import ProductIn
 from storefront.catalog.service import CatalogService
-from storefront.identity.deps import Principal
 from storefront.identity.models import User
 from storefront.identity.service import IdentityService
 from storefront.orders.schemas import AddressIn, OrderIn, OrderLineIn
 from storefront.orders.service import OrderService
-from storefront.platform.security.passwords import PasswordHasher
+from storefront.settings import Environment, Settings
 from storefront.shops.models import Role
 from storefront.shops.service import ShopService
+from storefront.vault import PersonalDataVault
 
 DEMO_PASSWORD = "storefront-demo-2026"  # noqa: S105  # nosec B105 - printed to the operator on purpose
 PRODUCTS_PER_SHOP = 400
@@ -39,6 +42,19 @@ USERS = (
     ("staff@storefront.test", "Sam Staff", False),
     ("customer@storefront.test", "Casey Customer", False),
 )
+
+
+class DemoDataRefused(RuntimeError):
+    """Demo data (known passwords, a demo platform admin) never goes into production."""
+
+    MESSAGE = (
+        "demo data is never seeded in production (STOREFRONT_ENVIRONMENT=production): its "
+        "accounts have published passwords. Nothing was changed. Create the first platform "
+        "admin with `storefront admin create <email>` (docs/operations.md, First deployment)."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
 
 
 @dataclass(slots=True)
@@ -74,8 +90,16 @@ async def seed(
     sessionmaker: async_sessionmaker[AsyncSession],
     passwords: PasswordHasher,
     console: Console,
+    *,
+    settings: Settings,
+    vault: PersonalDataVault,
+    cache: ResponseCache | None,
 ) -> SeedReport:
-    """Idempotent: existing users and shops are left as they are."""
+    """Idempotent: existing users and shops are left as they are. Refuses production
+    ``settings`` (DemoDataRefused) before touching the database. ``vault`` seals the
+    personal data; ``cache`` (the process's, if any) is invalidated by the writes."""
+    if settings.environment is Environment.production:
+        raise DemoDataRefused
     rng = random.Random(2026)  # noqa: S311  # nosec B311 - demo data, not security
     report = SeedReport(created=False)
     now = datetime.now(UTC)
@@ -83,7 +107,7 @@ async def seed(
         task = progress.add_task("Seeding demo data", total=len(USERS) + len(SHOPS) * 3)
         principals: dict[str, Principal] = {}
         async with sessionmaker() as session, session.begin():
-            identity = IdentityService(session, passwords)
+            identity = IdentityService(session, passwords, vault)
             for email, name, is_admin in USERS:
                 user = await identity.by_email(email)
                 if user is None:
@@ -109,10 +133,10 @@ async def seed(
                 report.shops += 1
                 progress.advance(task)
                 items = _products(rng, currency, slug.split("-")[0].upper())
-                created, _ = await CatalogService(session, shop.id).upsert_many(items)
+                created, _ = await CatalogService(session, shop.id, cache).upsert_many(items)
                 report.products += created
                 progress.advance(task)
-                catalog, _ = await CatalogService(session, shop.id).list_page(
+                catalog, _ = await CatalogService(session, shop.id, cache).list_page(
                     limit=50, after=None, q=None, category=None
                 )
             for _ in range(ORDERS_PER_SHOP):
@@ -128,7 +152,9 @@ async def seed(
                     ),
                 )
                 async with sessionmaker() as session, session.begin():
-                    await OrderService(session, shop.id).place(customer, order)
+                    await OrderService(session, shop.id, cache=cache, vault=vault).place(
+                        customer, order
+                    )
                 report.orders += 1
             progress.advance(task)
     report.created = report.users > 0 or report.shops > 0

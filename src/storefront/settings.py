@@ -11,6 +11,7 @@ import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import (
@@ -37,7 +38,9 @@ class DatabaseSettings(BaseModel):
     max_overflow: int = Field(default=5, ge=0, le=200)
     pool_timeout_seconds: float = Field(default=5.0, gt=0)
     pool_recycle_seconds: int = Field(default=1800, ge=-1)
-    pool_pre_ping: bool = True
+    # off: a connection the server closed is replaced at checkout without a round trip
+    # (kit/db.py); on adds three round trips (BEGIN, ping, ROLLBACK) to every checkout
+    pool_pre_ping: bool = False
     statement_timeout_ms: int = Field(default=5000, ge=0, description="PostgreSQL only; 0 = off")
     echo: bool = False
 
@@ -52,19 +55,33 @@ class AuthSettings(BaseModel):
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
     hashing_threads: int = Field(default=4, ge=1, le=64)
+    # admission control of password hashing (decision 0134): past the threads, this many
+    # may wait, each this long; beyond either, sign-in and sign-up answer 503 at once. A
+    # sign-up holds its database connection while it waits and hashes: keep threads + queue
+    # well under the pool (database.pool_size + max_overflow)
+    hashing_queue: int = Field(default=4, ge=0, le=1000)
+    hashing_wait_ms: int = Field(default=500, ge=1, le=10_000)
+    # the hashing threads' CPU priority (Linux nice, 0-19; 0: as the rest of the process)
+    hashing_nice: int = Field(default=19, ge=0, le=19)
     # sessions (refresh-token families)
     session_idle_timeout_seconds: int = Field(default=14 * 86400, ge=60)
     session_absolute_lifetime_seconds: int = Field(default=30 * 86400, ge=60)
     refresh_overlap_seconds: int = Field(default=0, ge=0, le=300)  # 0 = off
+    # live sessions per account; a sign-in past it ends the least recently used (decision 0122)
+    max_sessions_per_user: int = Field(default=50, ge=1, le=10_000)
     recent_auth_seconds: int = Field(default=600, ge=30, le=86400)
     mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=900)
     totp_issuer: str = Field(default="Storefront", min_length=1, max_length=64)
     # brute-force throttling of sign-in and MFA guesses
+    # (decision 0100) an account's failures from one address or one known device
     throttle_account_max_failures: int = Field(default=5, ge=1)
     throttle_address_max_failures: int = Field(default=20, ge=1)
+    # an account's failures from every address without a device cookie together
+    throttle_untrusted_max_failures: int = Field(default=20, ge=1)
     throttle_window_seconds: int = Field(default=900, ge=1)
     throttle_base_delay_seconds: int = Field(default=30, ge=1)
     throttle_max_delay_seconds: int = Field(default=900, ge=1)
+    device_cookie_days: int = Field(default=90, ge=1, le=400)  # a known device is remembered
 
 
 class CacheSettings(BaseModel):
@@ -74,10 +91,6 @@ class CacheSettings(BaseModel):
     ttl_seconds: int = Field(default=300, ge=1, le=86400)
     local_max_mb: int = Field(default=64, ge=1, le=4096)  # L1 size per process
     fill_lock_ms: int = Field(default=2000, ge=10, le=30000)  # cross-process stampede lock
-    # how long a write waits after publishing its invalidation, and so how long (3/4 of it)
-    # another process may trust its mirror of tag generations without asking Redis
-    # (decision 0060); 0: every lookup reads the generations from Redis
-    lease_ms: int = Field(default=20, ge=0, le=1000)
 
 
 class IdempotencySettings(BaseModel):
@@ -97,8 +110,24 @@ class ObservabilitySettings(BaseModel):
     sentry_dsn: SecretStr | None = None
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     readiness_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    # each process checks its own readiness this often, into storefront_ready; 0 = only /readyz
+    readiness_interval_seconds: float = Field(default=5.0, ge=0, le=300)
     shutdown_drain_seconds: float = Field(default=3.0, ge=0, le=120)
     worker_metrics_port: int = Field(default=9102, ge=0, le=65535)  # job worker; 0 = off
+    # the API's metrics on a port of their own, served by `storefront serve` (decision 0092);
+    # unset: 9101 in production, else none (metrics at /metrics on the API port); 0: none
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # when set, /metrics on the API port answers only `Authorization: Bearer <token>`
+    metrics_token: SecretStr | None = None
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 24:
+            raise ValueError(
+                "STOREFRONT_OBSERVABILITY__METRICS_TOKEN must be a random value of 24+ chars"
+            )
+        return value
 
 
 class ProtectionSettings(BaseModel):
@@ -111,8 +140,12 @@ class ProtectionSettings(BaseModel):
     anonymous_rate: str = "300/minute"  # per client address, signed-out requests
     user_rate: str = "1200/minute"  # per signed-in user
     auth_rate: str = "30/minute"  # sign-in, MFA, register, password: per address...
-    auth_account_rate: str = "10/minute"  # ...and per account (email / MFA challenge)
+    auth_account_rate: str = "10/minute"  # ...and per account (email / MFA token's user)
     expensive_rate: str = "20/hour"  # exports and bulk upserts, per user (or address)
+    # consent changes, per user: each adds a record and an audit entry (decision 0128)
+    consent_rate: str = "10/minute;50/day"
+    # /healthz, /readyz, /metrics: per client address and per process (decision 0092)
+    operations_rate: str = "120/minute"
     rate_limit_strategy: Literal["sliding-window-counter", "moving-window"] = (
         "sliding-window-counter"
     )
@@ -121,6 +154,12 @@ class ProtectionSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_bulk_body_bytes: int = Field(default=8_388_608, ge=1024)
     max_json_depth: int = Field(default=32, ge=2, le=512)
+    # request line and headers together (the server refuses a larger head: 400) and the
+    # number of header fields (431); decision 0094
+    max_header_bytes: int = Field(default=32_768, ge=4096, le=1_048_576)
+    # a request head must arrive within this long, else the connection is closed (slowloris)
+    header_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    max_headers: int = Field(default=100, ge=16, le=1000)
     max_json_array_items: int = Field(default=10_000, ge=1)  # backstop; schemas bound lists
     max_in_flight: int = Field(default=512, ge=1)
     shed_retry_after_seconds: int = Field(default=2, ge=1)
@@ -128,7 +167,13 @@ class ProtectionSettings(BaseModel):
     cors_allow_credentials: bool = False
 
     @field_validator(
-        "anonymous_rate", "user_rate", "auth_rate", "auth_account_rate", "expensive_rate"
+        "anonymous_rate",
+        "user_rate",
+        "auth_rate",
+        "auth_account_rate",
+        "expensive_rate",
+        "consent_rate",
+        "operations_rate",
     )
     @classmethod
     def _valid_rate(cls, value: str) -> str:
@@ -145,7 +190,7 @@ class JobsSettings(BaseModel):
     retry_max_delay_seconds: float = Field(default=300.0, ge=0, le=86400)
     worker_concurrency: int = Field(default=10, ge=1, le=1000)
     shutdown_timeout_seconds: float = Field(default=20.0, ge=0, le=600)
-    # the job outbox (platform/outbox.py): how often the relay looks for rows left behind,
+    # the job outbox (jobs/outbox.py): how often the relay looks for rows left behind,
     # how long a sender owns a row before another may send it, rows per pass, and how long
     # one send may take (less than the lease, so a row is never sent by two at once)
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=300)
@@ -195,7 +240,7 @@ class PrivacySettings(BaseModel):
     @field_validator("master_keys", "blind_index_key")
     @classmethod
     def _valid_keys(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        from storefront.platform.crypto.keys import decode_key, parse_master_keys
+        from storefront.kit.master_keys import decode_key, parse_master_keys
 
         if value is not None:  # the errors name versions and lengths, never key material
             if info.field_name == "master_keys":
@@ -206,8 +251,12 @@ class PrivacySettings(BaseModel):
 
     # GDPR export and retention (docs/privacy.md)
     export_ttl_hours: int = Field(default=72, ge=1, le=720)  # a ready archive, then 410
+    # unexpired exports (queued, running or ready) one account may have; 409 past it (0123)
+    max_live_exports: int = Field(default=3, ge=1, le=100)
     export_record_days: int = Field(default=30, ge=0, le=3650)  # an expired export's row
     session_retention_days: int = Field(default=30, ge=0, le=3650)  # ended sessions
+    # client addresses in the audit log (the entries stay; decision record 0117)
+    audit_address_retention_days: int = Field(default=180, ge=1, le=3650)
     retention_interval_seconds: int = Field(default=3600, ge=0, le=7 * 86400)  # 0 = off
     # rows deleted per retention transaction: short transactions, short locks
     retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
@@ -223,6 +272,26 @@ class OutboundSettings(BaseModel):
     # SSRF guard: off only for development and tests (receivers on loopback/private nets)
     allow_private_targets: bool = False
     allow_http: bool = False  # plain http:// webhook URLs (https only by default)
+
+
+class OrdersSettings(BaseModel):
+    """Unpaid orders (STOREFRONT_ORDERS__*, decision 0118): how long a pending order holds
+    its stock, how often expired ones are released, and the default hold limits of a shop
+    that has not set its own (``PATCH /shops/{id}/order-limits``)."""
+
+    payment_window_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+    expiry_interval_seconds: int = Field(default=60, ge=0, le=3600)  # 0 = no scheduled run
+    expiry_batch_size: int = Field(default=200, ge=1, le=10_000)  # orders per transaction
+    max_line_quantity: int = Field(default=100, ge=1, le=1000)
+    max_order_units: int = Field(default=200, ge=1, le=100_000)
+    max_pending_units: int = Field(default=500, ge=1, le=1_000_000)
+    max_pending_stock_percent: int = Field(default=50, ge=1, le=100)
+    # below this many units of a product the share above does not apply: a customer may
+    # always hold this many (buying the last few of something is ordinary shopping)
+    stock_share_floor_units: int = Field(default=5, ge=1, le=1000)
+
+
+DEV_DEPLOYMENT_NAME = "storefront-dev"  # outside production, when none is set
 
 
 class Settings(BaseSettings):
@@ -245,8 +314,18 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./var/storefront.db"
     redis_url: str | None = None
     redis_prefix: str = Field(default="storefront:", min_length=1, max_length=64)
+    # names this installation wherever it shares a broker or Redis with others: unless set
+    # explicitly, the job queue (RabbitMQ queue and exchange, Redis stream and consumer
+    # group) is "<name>.jobs" and the Redis key prefix "<name>:" (decision 0113). Required
+    # in production; "storefront-dev" elsewhere.
+    deployment_name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,47}$")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # the API's public address (https://api.example.com): absolute pagination links under it;
+    # unset, links are relative. Never taken from the Host header (decision 0093).
+    public_base_url: str | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # /docs and /openapi.json; unset: on, except in production (decision 0092)
+    docs_enabled: bool | None = None
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
@@ -259,6 +338,26 @@ class Settings(BaseSettings):
     protection: ProtectionSettings = Field(default_factory=ProtectionSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    orders: OrdersSettings = Field(default_factory=OrdersSettings)
+    # shops one account may own at once; platform admins are not capped (decision 0121)
+    max_owned_shops_per_user: int = Field(default=20, ge=1, le=100_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_from_the_deployment(cls, data: object) -> object:
+        """The queue and the Redis prefix default to names derived from deployment_name, so
+        two installations on one broker or Redis never share a queue or keys."""
+        if not isinstance(data, dict):
+            return data
+        name = data.get("deployment_name") or DEV_DEPLOYMENT_NAME
+        if not isinstance(name, str):
+            return data
+        if not data.get("redis_prefix"):
+            data = {**data, "redis_prefix": f"{name}:"}
+        jobs = data.get("jobs")
+        if jobs is None or (isinstance(jobs, dict) and not jobs.get("queue")):
+            data = {**data, "jobs": {**(jobs or {}), "queue": f"{name}.jobs"}}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -270,12 +369,70 @@ class Settings(BaseSettings):
                     data = {**data, name: [o.strip() for o in raw.split(",") if o.strip()]}
         return data
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, origins: list[str]) -> list[str]:
+        """Each entry is ``*`` or an origin exactly as a browser sends it (scheme, host and
+        port only): anything else (a JSON list, a trailing slash, a path) never matches any
+        request, so every browser call would be refused while the setting looks right."""
+        for origin in origins:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            try:
+                parts.port  # noqa: B018 - raises on a malformed port
+            except ValueError:
+                parts = urlsplit("")
+            if (
+                parts.scheme not in {"http", "https"}
+                or not parts.hostname
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+                or origin != f"{parts.scheme}://{parts.netloc}"
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin; list them "
+                    "comma-separated as scheme://host[:port], e.g. "
+                    "https://app.example.com,https://admin.example.com (no path, no "
+                    "trailing slash)"
+                )
+        return origins
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _valid_public_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if (
+            parts.scheme not in {"http", "https"}
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise ValueError(
+                "STOREFRONT_PUBLIC_BASE_URL must be an http(s) URL such as "
+                "https://api.example.com (a path is fine; no query, fragment or credentials)"
+            )
+        return value.strip().rstrip("/")
+
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         for entry in value:
             ipaddress.ip_network(entry, strict=False)  # raises ValueError: a clear error
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # postgres:// and postgresql:// use asyncpg, sqlite:// aiosqlite; other schemes refused
+        from storefront.kit.db import normalise_database_url
+
+        return normalise_database_url(value)
 
     @model_validator(mode="after")
     def _refuse_wildcard_with_credentials(self) -> Self:
@@ -298,8 +455,18 @@ class Settings(BaseSettings):
             )
         if self.debug:
             problems.append("STOREFRONT_DEBUG must be false in production")
+        if self.deployment_name is None:
+            problems.append(
+                "STOREFRONT_DEPLOYMENT_NAME must name this installation (e.g. shop-prod): "
+                "its job queue and Redis keys derive from it"
+            )
         if self.database.echo:
             problems.append("SQL echo logs parameters; STOREFRONT_DATABASE__ECHO must be false")
+        if self.is_in_memory_database:  # decision 0126
+            problems.append(
+                "STOREFRONT_DATABASE_URL names an in-memory SQLite database: its data is lost "
+                "on restart and each worker process has its own; use a file or PostgreSQL"
+            )
         if "*" in self.cors_origins:
             problems.append("STOREFRONT_CORS_ORIGINS must list origins explicitly, not '*'")
         privacy = self.privacy
@@ -312,13 +479,49 @@ class Settings(BaseSettings):
             problems.append(
                 "STOREFRONT_PRIVACY__BLIND_INDEX_KEY must be set (base64, 32 random bytes)"
             )
+        obs = self.observability
+        if obs.metrics_port == 0 and obs.metrics_token is None:
+            problems.append(
+                "STOREFRONT_OBSERVABILITY__METRICS_PORT=0 would serve business metrics to anyone "
+                "on the API port: set STOREFRONT_OBSERVABILITY__METRICS_TOKEN, or leave the "
+                "port unset (9101)"
+            )
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self
 
     @property
+    def docs_served(self) -> bool:
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return self.environment is not Environment.production
+
+    @property
+    def api_metrics_port(self) -> int:
+        """The API's own metrics port (0: none; /metrics on the API port serves them)."""
+        port = self.observability.metrics_port
+        if port is not None:
+            return port
+        return 9101 if self.environment is Environment.production else 0
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def is_in_memory_database(self) -> bool:
+        """``sqlite://``, ``sqlite:///:memory:``, ``file::memory:`` or ``mode=memory``."""
+        if not self.is_sqlite:
+            return False
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        database = url.database or ""
+        return (
+            database in ("", ":memory:")
+            or database.startswith("file::memory:")
+            or url.query.get("mode") == "memory"
+        )
 
 
 @lru_cache(maxsize=1)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.servers import free_port, wait_ready
+from tests.support.servers import free_port, wait_ready
 
 CHECKS = ",".join(
     (
@@ -56,6 +56,11 @@ def main() -> int:
         # the fuzzer fails sign-ins from one address all the time: don't lock the demo out
         STOREFRONT_AUTH__THROTTLE_ADDRESS_MAX_FAILURES="1000000",
         STOREFRONT_AUTH__THROTTLE_ACCOUNT_MAX_FAILURES="1000000",
+        STOREFRONT_AUTH__THROTTLE_UNTRUSTED_MAX_FAILURES="1000000",
+        # the fuzzer signs in afresh whenever its session is revoked by a fuzzed call
+        STOREFRONT_AUTH__MAX_SESSIONS_PER_USER="10000",
+        STOREFRONT_PROTECTION__CONSENT_RATE="100000/minute",
+        STOREFRONT_PROTECTION__OPERATIONS_RATE="100000/minute",
         STOREFRONT_PROTECTION__EXPENSIVE_RATE="30/minute",
         SCHEMATHESIS_HOOKS="tests.security.schemathesis_hooks",
         STOREFRONT_FUZZ_BASE=base,

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storefront.platform.db import Base, TimestampMixin, new_id
+from storefront.kit.db import Base, TimestampMixin, new_id
 
 
 class ProductStatus(StrEnum):

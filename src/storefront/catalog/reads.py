@@ -17,14 +17,17 @@ from sqlalchemy import bindparam, select
 from starlette.requests import Request
 from starlette.types import Scope
 
+from storefront.cache import Entry, make_entry
 from storefront.catalog.models import Product, ProductStatus
-from storefront.catalog.schemas import ProductOut
+from storefront.catalog.schemas import MAX_CATEGORY_LENGTH, MAX_SEARCH_LENGTH, ProductOut
 from storefront.catalog.service import CatalogService, catalog_tag, product_tag
-from storefront.platform.cache import Entry, make_entry
-from storefront.platform.errors import NotFound
-from storefront.platform.http.fast_path import FastRead, Hit
-from storefront.platform.http.pagination import (
+from storefront.kit.errors import NotFound
+from storefront.resources import Resources
+from storefront.shops.service import ShopService, shop_tag
+from storefront.web.fast_path import Hit
+from storefront.web.pagination import (
     DEFAULT_PAGE_SIZE,
+    MAX_CURSOR_LENGTH,
     MAX_PAGE_SIZE,
     InvalidCursor,
     Page,
@@ -32,28 +35,29 @@ from storefront.platform.http.pagination import (
     encode_cursor,
     next_link,
 )
-from storefront.platform.runtime import Runtime
-from storefront.shops.service import ShopService, shop_tag
 
 _PRODUCTS = Product.__table__
 _ACTIVE_PRODUCT = select(_PRODUCTS).where(
     _PRODUCTS.c.id == bindparam("product_id"),
-    _PRODUCTS.c.shop_id == bindparam("shop_id"),
+    # typed explicitly: the foreign key's type is NullType until shops' table is known
+    _PRODUCTS.c.shop_id == bindparam("shop_id", type_=_PRODUCTS.c.id.type),
     _PRODUCTS.c.status == ProductStatus.active,
 )
 
 
 class CatalogReads:
-    def __init__(self, runtime: Runtime, shop_id: uuid.UUID) -> None:
-        self.runtime = runtime
+    def __init__(self, resources: Resources, shop_id: uuid.UUID) -> None:
+        self.resources = resources
         self.shop_id = shop_id
 
     async def product(self, product_id: uuid.UUID) -> tuple[Entry, str]:
         async def compute() -> Entry:
-            engine = self.runtime.engine
+            engine = self.resources.engine
             if engine.dialect.name != "postgresql":
-                async with self.runtime.sessionmaker() as session:
-                    product = await CatalogService(session, self.shop_id).get(product_id)
+                async with self.resources.sessionmaker() as session:
+                    product = await CatalogService(session, self.shop_id, self.resources.cache).get(
+                        product_id
+                    )
                     return make_entry(ProductOut.model_validate(product).model_dump_json().encode())
             # one statement on an autocommit connection: no BEGIN/ROLLBACK round trips, no
             # ORM identity map; the same row, columns and types (decision 0060)
@@ -67,7 +71,7 @@ class CatalogReads:
                 raise NotFound("No such product in this shop.")
             return make_entry(ProductOut.model_validate(dict(row)).model_dump_json().encode())
 
-        return await self.runtime.cache.get_or_compute(
+        return await self.resources.cache.get_or_compute(
             "product", *self._product_key(product_id), compute
         )
 
@@ -80,11 +84,11 @@ class CatalogReads:
         """One page; ``meta["next_cursor"]`` is set when there is a next page."""
 
         async def compute() -> Entry:
-            async with self.runtime.sessionmaker() as session:
+            async with self.resources.sessionmaker() as session:
                 await ShopService(session).get(self.shop_id)
-                items, last = await CatalogService(session, self.shop_id).list_page(
-                    limit=limit, after=after, q=q, category=category
-                )
+                items, last = await CatalogService(
+                    session, self.shop_id, self.resources.cache
+                ).list_page(limit=limit, after=after, q=q, category=category)
                 next_cursor = encode_cursor(last) if last else None
                 page = Page[ProductOut](
                     items=[ProductOut.model_validate(p) for p in items], next_cursor=next_cursor
@@ -92,7 +96,7 @@ class CatalogReads:
             meta = {"next_cursor": next_cursor} if next_cursor else {}
             return make_entry(page.model_dump_json().encode(), meta)
 
-        return await self.runtime.cache.get_or_compute(
+        return await self.resources.cache.get_or_compute(
             "listing", *self._listing_key(limit, after, q, category), compute
         )
 
@@ -108,27 +112,29 @@ class CatalogReads:
 
     async def summary(self) -> tuple[Entry, str]:
         async def compute() -> Entry:
-            async with self.runtime.sessionmaker() as session:
+            async with self.resources.sessionmaker() as session:
                 await ShopService(session).get(self.shop_id)
-                summary = await CatalogService(session, self.shop_id).summary()
+                summary = await CatalogService(
+                    session, self.shop_id, self.resources.cache
+                ).summary()
             return make_entry(summary.model_dump_json().encode())
 
-        return await self.runtime.cache.get_or_compute("summary", *self._summary_key(), compute)
+        return await self.resources.cache.get_or_compute("summary", *self._summary_key(), compute)
 
     def _summary_key(self) -> tuple[str, list[str]]:
         return f"summary:{self.shop_id}", [catalog_tag(self.shop_id), shop_tag(self.shop_id)]
 
-    # --- the cache-hit fast path (platform/http/fast_path.py): L1 only, never computes ---
+    # --- the cache-hit fast path (web/fast_path.py): L1 only, never computes ---
     async def product_hit(self, product_id: uuid.UUID) -> Entry | None:
-        return await self.runtime.cache.peek("product", *self._product_key(product_id))
+        return await self.resources.cache.peek("product", *self._product_key(product_id))
 
     async def summary_hit(self) -> Entry | None:
-        return await self.runtime.cache.peek("summary", *self._summary_key())
+        return await self.resources.cache.peek("summary", *self._summary_key())
 
     async def listing_hit(
         self, limit: int, after: uuid.UUID | None, q: str | None, category: str | None
     ) -> Entry | None:
-        return await self.runtime.cache.peek(
+        return await self.resources.cache.peek(
             "listing", *self._listing_key(limit, after, q, category)
         )
 
@@ -148,20 +154,20 @@ def _canonical_uuid(text: str | None) -> uuid.UUID | None:
 NO_HEADERS: dict[str, str] = {}
 
 
-async def product_hit(runtime: Runtime, params: Mapping[str, str], _scope: Scope) -> Hit | None:
+async def product_hit(resources: Resources, params: Mapping[str, str], _scope: Scope) -> Hit | None:
     shop_id = _canonical_uuid(params.get("shop_id"))
     product_id = _canonical_uuid(params.get("product_id"))
     if shop_id is None or product_id is None:
         return None
-    entry = await CatalogReads(runtime, shop_id).product_hit(product_id)
+    entry = await CatalogReads(resources, shop_id).product_hit(product_id)
     return None if entry is None else (entry, NO_HEADERS)
 
 
-async def summary_hit(runtime: Runtime, params: Mapping[str, str], _scope: Scope) -> Hit | None:
+async def summary_hit(resources: Resources, params: Mapping[str, str], _scope: Scope) -> Hit | None:
     shop_id = _canonical_uuid(params.get("shop_id"))
     if shop_id is None:
         return None
-    entry = await CatalogReads(runtime, shop_id).summary_hit()
+    entry = await CatalogReads(resources, shop_id).summary_hit()
     return None if entry is None else (entry, NO_HEADERS)
 
 
@@ -169,13 +175,17 @@ def _text(value: str | None, max_length: int) -> bool:
     return value is None or 1 <= len(value) <= max_length
 
 
-async def listing_hit(runtime: Runtime, params: Mapping[str, str], scope: Scope) -> Hit | None:
+async def listing_hit(resources: Resources, params: Mapping[str, str], scope: Scope) -> Hit | None:
     """The listing's parameters as ``list_products`` validates them; anything it might
     read differently (a limit not written as a plain number, a bad cursor) goes to it."""
     shop_id = _canonical_uuid(params.get("shop_id"))
     raw_limit, cursor = params.get("limit"), params.get("cursor")
     q, category = params.get("q"), params.get("category")
-    if shop_id is None or not (_text(q, 100) and _text(category, 64) and _text(cursor, 256)):
+    if shop_id is None or not (
+        _text(q, MAX_SEARCH_LENGTH)
+        and _text(category, MAX_CATEGORY_LENGTH)
+        and _text(cursor, MAX_CURSOR_LENGTH)
+    ):
         return None
     limit = DEFAULT_PAGE_SIZE
     if raw_limit is not None:
@@ -188,20 +198,9 @@ async def listing_hit(runtime: Runtime, params: Mapping[str, str], scope: Scope)
         after = decode_cursor(cursor)
     except InvalidCursor:
         return None
-    entry = await CatalogReads(runtime, shop_id).listing_hit(limit, after, q, category)
+    entry = await CatalogReads(resources, shop_id).listing_hit(limit, after, q, category)
     if entry is None:
         return None
     if next_cursor := entry.meta.get("next_cursor"):
         return entry, {"Link": next_link(Request(scope), next_cursor)}
     return entry, NO_HEADERS
-
-
-FAST_READS = (
-    FastRead("/shops/{shop_id}/products/{product_id}", product_hit),
-    FastRead(
-        "/shops/{shop_id}/products",
-        listing_hit,
-        query=frozenset({"limit", "cursor", "q", "category"}),
-    ),
-    FastRead("/shops/{shop_id}/catalog/summary", summary_hit),
-)

@@ -10,7 +10,7 @@ from sqlalchemy import Row, Select, Table, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.catalog.models import Product, ProductStatus
-from storefront.platform.db import dialect_insert, new_id, utcnow
+from storefront.kit.db import dialect_insert, new_id, utcnow
 
 UPSERT_FIELDS = ("name", "description", "price_cents", "currency", "stock", "category")
 
@@ -22,7 +22,9 @@ _quantity = bindparam("b_quantity", type_=_products.c.stock.type)
 _TAKE_STOCK = (
     update(_products)
     .where(
-        _products.c.shop_id == bindparam("b_shop_id", type_=_products.c.shop_id.type),
+        # typed like the id, not from the foreign key: built at import, before shops' table
+        # may be known, when the foreign key's type is still NullType (no UUID conversion)
+        _products.c.shop_id == bindparam("b_shop_id", type_=_products.c.id.type),
         _products.c.id == bindparam("b_id", type_=_products.c.id.type),
         _products.c.status == ProductStatus.active,
         _products.c.stock >= _quantity,
@@ -38,6 +40,7 @@ _TAKE_STOCK = (
         _products.c.name,
         _products.c.price_cents,
         _products.c.currency,
+        _products.c.stock,  # what is left once this line took its units (hold limits)
     )
 )
 

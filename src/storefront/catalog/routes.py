@@ -5,8 +5,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from storefront.catalog.reads import CatalogReads
+from storefront.catalog.auth import CatalogEditor
+from storefront.catalog.reads import CatalogReads, listing_hit, product_hit, summary_hit
 from storefront.catalog.schemas import (
+    MAX_CATEGORY_LENGTH,
+    MAX_SEARCH_LENGTH,
     BulkIn,
     BulkOut,
     CatalogSummaryOut,
@@ -15,14 +18,15 @@ from storefront.catalog.schemas import (
     ProductPatch,
 )
 from storefront.catalog.service import CatalogService
-from storefront.identity.deps import CurrentPrincipal
-from storefront.platform.errors import PreconditionFailed
-from storefront.platform.http import etag
-from storefront.platform.http.cached import cached_response
-from storefront.platform.http.deps import RuntimeDep, SessionDep
-from storefront.platform.http.pagination import Page, PageParamsDep, next_link
-from storefront.platform.http.responses import PROBLEM_RESPONSES
-from storefront.shops.service import ShopService
+from storefront.kit import etag
+from storefront.kit.errors import PreconditionFailed
+from storefront.kit.inputs import STORABLE
+from storefront.web.cached import MAX_CONDITION_LENGTH, cached_response
+from storefront.web.deps import ResourcesDep, SessionDep
+from storefront.web.pagination import Page, PageParamsDep, next_link
+from storefront.web.paths import API_PREFIX
+from storefront.web.responses import PROBLEM_RESPONSES
+from storefront.web.route_policy import route_policy
 
 router = APIRouter(tags=["catalog"])
 
@@ -36,22 +40,25 @@ CACHED_RESPONSES: dict[int | str, dict[str, Any]] = {
     **PROBLEM_RESPONSES,
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
 }
-IfNoneMatch = Annotated[str | None, Header(max_length=1024)]
+IfNoneMatch = Annotated[str | None, Header(max_length=MAX_CONDITION_LENGTH), STORABLE]
 
 
 @router.get(
     "/shops/{shop_id}/products", response_model=Page[ProductOut], responses=CACHED_RESPONSES
 )
+@route_policy(cached=listing_hit)
 async def list_products(
     shop_id: uuid.UUID,
     request: Request,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     page: PageParamsDep,
-    q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    category: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=MAX_SEARCH_LENGTH), STORABLE] = None,
+    category: Annotated[
+        str | None, Query(min_length=1, max_length=MAX_CATEGORY_LENGTH), STORABLE
+    ] = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    entry, source = await CatalogReads(runtime, shop_id).listing(
+    entry, source = await CatalogReads(resources, shop_id).listing(
         limit=page.limit, after=page.after, q=q, category=category
     )
     headers = {}
@@ -65,13 +72,14 @@ async def list_products(
     response_model=ProductOut,
     responses=CACHED_RESPONSES,
 )
+@route_policy(cached=product_hit)
 async def get_product(
     shop_id: uuid.UUID,
     product_id: uuid.UUID,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    entry, source = await CatalogReads(runtime, shop_id).product(product_id)
+    entry, source = await CatalogReads(resources, shop_id).product(product_id)
     return cached_response(entry, source, if_none_match)
 
 
@@ -88,10 +96,11 @@ async def get_product(
         "carries a strong `ETag` and `If-None-Match` gives 304."
     ),
 )
+@route_policy(cached=summary_hit)
 async def catalog_summary(
-    shop_id: uuid.UUID, runtime: RuntimeDep, if_none_match: IfNoneMatch = None
+    shop_id: uuid.UUID, resources: ResourcesDep, if_none_match: IfNoneMatch = None
 ) -> Response:
-    entry, source = await CatalogReads(runtime, shop_id).summary()
+    entry, source = await CatalogReads(resources, shop_id).summary()
     return cached_response(entry, source, if_none_match)
 
 
@@ -102,16 +111,16 @@ async def catalog_summary(
     responses=PROBLEM_RESPONSES,
 )
 async def create_product(
-    shop_id: uuid.UUID, body: ProductIn, principal: CurrentPrincipal, session: SessionDep
+    body: ProductIn, editor: CatalogEditor, session: SessionDep, resources: ResourcesDep
 ) -> Response:
-    await ShopService(session).require_staff(shop_id, principal)
-    product = await CatalogService(session, shop_id).create(body)
+    shop_id = editor.shop_id
+    product = await CatalogService(session, shop_id, resources.cache).create(body)
     payload, tag = _representation(product)
     return Response(
         payload,
         status_code=status.HTTP_201_CREATED,
         media_type="application/json",
-        headers={"ETag": tag, "Location": f"/api/v1/shops/{shop_id}/products/{product.id}"},
+        headers={"ETag": tag, "Location": f"{API_PREFIX}/shops/{shop_id}/products/{product.id}"},
     )
 
 
@@ -121,15 +130,14 @@ async def create_product(
     responses=PROBLEM_RESPONSES,
 )
 async def update_product(
-    shop_id: uuid.UUID,
     product_id: uuid.UUID,
     body: ProductPatch,
-    principal: CurrentPrincipal,
+    editor: CatalogEditor,
     session: SessionDep,
-    if_match: Annotated[str | None, Header(max_length=1024)] = None,
+    resources: ResourcesDep,
+    if_match: Annotated[str | None, Header(max_length=MAX_CONDITION_LENGTH), STORABLE] = None,
 ) -> Response:
-    await ShopService(session).require_staff(shop_id, principal)
-    catalog = CatalogService(session, shop_id)
+    catalog = CatalogService(session, editor.shop_id, resources.cache)
     current = await catalog.get(product_id)
     _, current_tag = _representation(current)
     if not etag.match(if_match, current_tag):
@@ -145,16 +153,16 @@ async def update_product(
     responses=PROBLEM_RESPONSES,
 )
 async def archive_product(
-    shop_id: uuid.UUID, product_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
+    product_id: uuid.UUID, editor: CatalogEditor, session: SessionDep, resources: ResourcesDep
 ) -> None:
-    await ShopService(session).require_staff(shop_id, principal)
-    await CatalogService(session, shop_id).archive(product_id)
+    await CatalogService(session, editor.shop_id, resources.cache).archive(product_id)
 
 
 @router.post("/shops/{shop_id}/products/bulk", response_model=BulkOut, responses=PROBLEM_RESPONSES)
+@route_policy(rate="expensive", body="bulk")
 async def bulk_upsert(
-    shop_id: uuid.UUID, body: BulkIn, principal: CurrentPrincipal, session: SessionDep
+    body: BulkIn, editor: CatalogEditor, session: SessionDep, resources: ResourcesDep
 ) -> BulkOut:
-    await ShopService(session).require_staff(shop_id, principal)
-    created, updated = await CatalogService(session, shop_id).upsert_many(body.items)
+    catalog = CatalogService(session, editor.shop_id, resources.cache)
+    created, updated = await catalog.upsert_many(body.items)
     return BulkOut(created=created, updated=updated)

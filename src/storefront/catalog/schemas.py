@@ -7,17 +7,32 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from storefront.catalog.models import ProductStatus
+from storefront.kit.inputs import ONE_LINE, STORABLE, StrictInt
 
 MAX_BULK_ITEMS = 1000
+MAX_SKU_LENGTH = 64
+MAX_CATEGORY_LENGTH = 64  # a product's category, and the listing's category filter
+MAX_SEARCH_LENGTH = 100  # the listing's ``q``
 Sku = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    str,
+    StringConstraints(
+        min_length=1, max_length=MAX_SKU_LENGTH, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    ),
+    STORABLE,
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=5000)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-PriceCents = Annotated[int, Field(ge=0, le=100_000_000_000)]
-Stock = Annotated[int, Field(ge=0, le=1_000_000_000)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), ONE_LINE, STORABLE
+]
+Description = Annotated[str, StringConstraints(max_length=5000), STORABLE]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), STORABLE]
+Category = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CATEGORY_LENGTH),
+    ONE_LINE,
+    STORABLE,
+]
+PriceCents = Annotated[StrictInt, Field(ge=0, le=100_000_000_000)]
+Stock = Annotated[StrictInt, Field(ge=0, le=1_000_000_000)]
 
 
 class ProductIn(BaseModel):

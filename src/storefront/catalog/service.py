@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storefront.auditlog import record
+from storefront.cache import ResponseCache, invalidate_after_commit
 from storefront.catalog.models import Product
 from storefront.catalog.repository import ProductRepository
 from storefront.catalog.schemas import CatalogSummaryOut, CategorySummary, ProductIn
-from storefront.platform.audit import record
-from storefront.platform.cache import invalidate_after_commit
-from storefront.platform.errors import (
+from storefront.kit.errors import (
     Conflict,
     InsufficientStock,
     NotFound,
@@ -48,19 +48,25 @@ class ReservedItem:
     unit_price_cents: int
     currency: str
     quantity: int
+    stock_left: int  # the product's stock once this reservation took its units
 
 
 class CatalogService:
-    def __init__(self, session: AsyncSession, shop_id: uuid.UUID) -> None:
+    def __init__(
+        self, session: AsyncSession, shop_id: uuid.UUID, cache: ResponseCache | None
+    ) -> None:
+        """``cache``: the process's response cache, invalidated once a write commits (None:
+        nothing to invalidate)."""
         self.session = session
         self.shop_id = shop_id
+        self.cache = cache
         self.products = ProductRepository(session, shop_id)
 
     def _changed(self, product_ids: Iterable[uuid.UUID]) -> None:
         """Cached representations of these products and of the shop's catalog go stale
         once this transaction commits (stock included: it is part of the product)."""
         tags = [catalog_tag(self.shop_id), *(product_tag(p) for p in product_ids)]
-        invalidate_after_commit(self.session, tags)
+        invalidate_after_commit(self.session, self.cache, tags)
 
     def _audit(
         self,
@@ -165,7 +171,9 @@ class CatalogService:
                     extra={"product_id": str(product_id)},
                 )
             reserved.append(
-                ReservedItem(row.id, row.sku, row.name, row.price_cents, row.currency, quantity)
+                ReservedItem(
+                    row.id, row.sku, row.name, row.price_cents, row.currency, quantity, row.stock
+                )
             )
         self._changed(item.product_id for item in reserved)
         return reserved

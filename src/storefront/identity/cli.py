@@ -12,13 +12,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from storefront.platform.crypto.config import key_material
-from storefront.platform.crypto.rotation import pending, rotate_master
-from storefront.platform.db import create_engine, create_sessionmaker
-from storefront.platform.security.keys import KeyStore
-from storefront.platform.security.kit import KEY_PURPOSE
-from storefront.platform.security.secretbox import SecretBox
+from storefront.auth.signing_keys import KeyStore
 from storefront.settings import get_settings
+from storefront.vault.config import key_material
+from storefront.vault.rotation import pending, rotate_master
 
 keys_app = typer.Typer(
     help="Access-token signing keys (EdDSA, shared by every process) and personal-data master keys."
@@ -28,17 +25,10 @@ console = Console()
 
 @asynccontextmanager
 async def _key_store() -> AsyncIterator[KeyStore]:
-    settings = get_settings()
-    engine = create_engine(settings.database_url)
-    try:
-        auth = settings.auth
-        yield KeyStore(
-            create_sessionmaker(engine),
-            SecretBox(auth.jwt_secret.get_secret_value(), purpose=KEY_PURPOSE),
-            keep_seconds=auth.access_token_ttl_seconds + 120,
-        )
-    finally:
-        await engine.dispose()
+    from storefront.resources import open_resources
+
+    async with open_resources(get_settings(), role="cli") as resources:
+        yield resources.security.keys
 
 
 @keys_app.command("rotate")
@@ -86,10 +76,11 @@ def rotate_master_command(
     provider, _ = key_material(settings)
     size = batch_size or settings.privacy.rotation_batch_size
 
+    from storefront.resources import open_resources
+
     async def main() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            sessionmaker = create_sessionmaker(engine)
+        async with open_resources(settings, role="cli") as resources:
+            sessionmaker = resources.sessionmaker
             total = await pending(sessionmaker, provider)
             console.print(
                 f"{total} data keys to re-wrap under master key "
@@ -109,8 +100,6 @@ def rotate_master_command(
                     batch_size=size,
                     on_batch=lambda count: progress.advance(task, count),
                 )
-        finally:
-            await engine.dispose()
         console.print(
             f"Re-wrapped {result.rewrapped} data keys in {result.batches} batches; "
             f"{result.remaining} left under another master version."

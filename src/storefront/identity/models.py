@@ -6,14 +6,14 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storefront.platform.db import Base, TimestampMixin, new_id, utcnow
+from storefront.kit.db import Base, TimestampMixin, new_id, utcnow
 
 
 class User(TimestampMixin, Base):
     __tablename__ = "users"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    # personal data is sealed with the user's data key (platform.crypto); the email is found
+    # personal data is sealed with the user's data key (storefront.vault); the email is found
     # through its blind index: a keyed hash of the normalised (lower-cased) address, unique,
     # so uniqueness stays case-insensitive on every backend
     email_index: Mapped[str] = mapped_column(String(64), unique=True)

@@ -12,10 +12,11 @@ from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.identity.models import AuthSession, RecoveryCode, RefreshToken, TotpFactor, User
-from storefront.identity.service import _account_key, contact_of
+from storefront.identity.service import _account_key, contact_of, password_change_key
 from storefront.identity.sessions import ClientInfo, SessionService
-from storefront.platform.errors import NotFound, SecurityBackendUnavailable
-from storefront.platform.runtime import Runtime
+from storefront.kit.errors import NotFound, SecurityBackendUnavailable
+from storefront.resources import Resources
+from storefront.vault import PersonalDataVault
 
 # no password hash ever looks like this: nothing verifies against it
 UNUSABLE_PASSWORD = "!erased"  # noqa: S105 - a marker, not a password
@@ -31,11 +32,13 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-async def account_data(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any]:
+async def account_data(
+    session: AsyncSession, user_id: uuid.UUID, *, vault: PersonalDataVault
+) -> dict[str, Any]:
     """The profile, every session (without token material) and the two-factor settings
     (without the seed or codes) of an active user."""
     user = await session.get(User, user_id)
-    contact = await contact_of(session, user_id)
+    contact = await contact_of(session, user_id, vault=vault)
     if user is None or contact is None:
         raise NotFound("No such user.")
     email, display_name = contact
@@ -88,7 +91,7 @@ async def account_data(session: AsyncSession, user_id: uuid.UUID) -> dict[str, A
 
 
 async def erase_account(
-    session: AsyncSession, runtime: Runtime, user_id: uuid.UUID, client: ClientInfo
+    session: AsyncSession, resources: Resources, user_id: uuid.UUID, client: ClientInfo
 ) -> None:
     """Identity's part of an erasure, in the caller's transaction: every session revoked and
     its access tokens blocked, every refresh token deleted, sign-in made impossible, the
@@ -98,8 +101,18 @@ async def erase_account(
     user = await session.get(User, user_id)
     if user is None:
         raise NotFound("No such user.")
-    contact = await contact_of(session, user_id)
-    await SessionService(session, runtime).revoke_others(user_id, None, "account_erased", client)
+    contact = await contact_of(session, user_id, vault=resources.vault)
+    await SessionService(session, resources).revoke_others(user_id, None, "account_erased", client)
+    # and every access token of the account, whatever its session (one whose session had
+    # already expired may still live): requests are authenticated without the user row
+    try:
+        await resources.security.revocations.revoke_user(
+            str(user_id), resources.tokens.access_ttl_seconds
+        )
+    except RedisError as exc:
+        raise SecurityBackendUnavailable(
+            "The account's access tokens could not be blocked; nothing was erased."
+        ) from exc
     session_ids = select(AuthSession.id).where(AuthSession.user_id == user_id)
     await session.execute(
         delete(RefreshToken)
@@ -122,11 +135,12 @@ async def erase_account(
     user.password_hash = UNUSABLE_PASSWORD
     user.email_index = erased_email_index(user_id)
     await session.flush()
-    kit = runtime.security
+    kit = resources.security
     try:
         if contact is not None:
             await kit.account_throttle.reset(_account_key(contact[0]))
         await kit.mfa_throttle.reset(str(user_id))
+        await kit.pair_throttle.reset(password_change_key(user_id))
     except RedisError as exc:
         raise SecurityBackendUnavailable("Erasure is unavailable; try again soon.") from exc
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.identity.models import User
-from storefront.platform.crypto import PersonalDataVault
+from storefront.vault import PersonalDataVault
 
 
 @dataclass(frozen=True, slots=True)

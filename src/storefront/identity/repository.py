@@ -3,11 +3,20 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.identity.models import AuthSession, RecoveryCode, RefreshToken, TotpFactor, User
-from storefront.platform.crypto import DataKeyRow, PersonalDataVault
+from storefront.vault import DataKeyRow, PersonalDataVault
+
+# built once: the statement every authenticated read of the account runs (its compiled
+# form and cache key are then reused, not rebuilt per request)
+_ACTIVE_WITH_KEY = (
+    select(User, *PersonalDataVault.key_columns())
+    .outerjoin(DataKeyRow, DataKeyRow.subject_id == User.id)
+    .where(User.id == bindparam("user_id", type_=User.__table__.c.id.type))
+    .where(User.is_active.is_(True))
+)
 
 
 class UserRepository:
@@ -25,12 +34,7 @@ class UserRepository:
         if vault is None:
             stmt = select(User).where(User.id == user_id, User.is_active.is_(True))
             return (await self.session.execute(stmt)).scalar_one_or_none()
-        joined = (
-            select(User, *vault.key_columns())
-            .outerjoin(DataKeyRow, DataKeyRow.subject_id == User.id)
-            .where(User.id == user_id, User.is_active.is_(True))
-        )
-        row = (await self.session.execute(joined)).one_or_none()
+        row = (await self.session.execute(_ACTIVE_WITH_KEY, {"user_id": user_id})).one_or_none()
         if row is None:
             return None
         user: User = row[0]

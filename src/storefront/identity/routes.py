@@ -4,9 +4,10 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
 
-from storefront.identity.deps import Client, CurrentPair, CurrentUserRow
+from storefront.auth.devices import COOKIE as DEVICE_COOKIE
+from storefront.auth.tokens import MFA
+from storefront.identity.deps import INVALID, Client, CurrentPair, CurrentPrincipal, CurrentUserRow
 from storefront.identity.mfa import MfaService
 from storefront.identity.models import User
 from storefront.identity.schemas import (
@@ -15,6 +16,7 @@ from storefront.identity.schemas import (
     MfaRequiredOut,
     MfaVerifyIn,
     PasswordChangeIn,
+    PasswordForm,
     RecoveryCodesOut,
     RefreshIn,
     RegisterIn,
@@ -25,17 +27,16 @@ from storefront.identity.schemas import (
     UserPatch,
 )
 from storefront.identity.service import (
-    BAD_CODE,
     IdentityService,
     MfaChallenge,
     SignInService,
     require_recent_auth,
 )
-from storefront.identity.sessions import ClientInfo, IssuedTokens, SessionService, emit
-from storefront.platform.audit import SecurityEvent, record
-from storefront.platform.errors import NotFound, Unauthenticated
-from storefront.platform.http.deps import RuntimeDep, SessionDep
-from storefront.platform.http.responses import NO_STORE, PROBLEM_RESPONSES, no_store
+from storefront.identity.sessions import IssuedTokens, SessionService
+from storefront.kit.errors import Unauthenticated
+from storefront.web.deps import ReadSessionDep, ResourcesDep, SessionDep
+from storefront.web.responses import NO_STORE, PROBLEM_RESPONSES, no_store
+from storefront.web.route_policy import route_policy
 
 router = APIRouter(tags=["identity"])
 jwks_router = APIRouter(tags=["identity"])
@@ -58,13 +59,29 @@ async def _sign_in(
     email: str,
     password: str,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     client: Client,
     response: Response,
 ) -> TokenOut | MfaRequiredOut:
-    """Password sign-in (/auth/login and /auth/token): a token pair, or an MFA challenge."""
+    """Password sign-in (/auth/login and /auth/token): a token pair, or an MFA challenge.
+
+    A correct password also (re)sets the device cookie that lets this browser sign in while
+    guessing from elsewhere has locked unknown devices out (decision 0100)."""
     no_store(response)
-    result = await SignInService(session, runtime).login(email, password, client)
+    # past the hashing capacity, refuse before the throttle and the account are looked up
+    resources.passwords.refuse_if_saturated("verify")
+    service = SignInService(session, resources)
+    result = await service.login(email, password, client)
+    if service.device_cookie is not None:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            service.device_cookie,
+            max_age=resources.security.devices.max_age_seconds,
+            path="/",
+            secure=True,
+            httponly=True,
+            samesite="strict",
+        )
     if isinstance(result, MfaChallenge):
         return MfaRequiredOut(mfa_token=result.mfa_token)
     return _pair(result)
@@ -76,14 +93,15 @@ async def _sign_in(
     response_model=UserOut,
     responses=PROBLEM_RESPONSES,
 )
+@route_policy(rate="auth", account_field="email")
 async def register(
-    body: RegisterIn, session: SessionDep, runtime: RuntimeDep, response: Response
+    body: RegisterIn, session: SessionDep, resources: ResourcesDep, response: Response
 ) -> UserOut:
-    identity = IdentityService(session, runtime.passwords, runtime.vault)
-    user = await identity.register(
+    resources.passwords.refuse_if_saturated("hash")  # before the address is looked up
+    identity = IdentityService(session, resources.passwords, resources.vault)
+    user = await identity.sign_up(
         email=body.email, password=body.password, display_name=body.display_name
     )
-    record(session, "user.registered", object_type="user", object_id=user.id, actor_id=user.id)
     no_store(response)
     return await _user_out(identity, user)
 
@@ -94,10 +112,11 @@ async def register(
     responses=AUTH_RESPONSES,
     summary="Sign in: a token pair, or an mfa_token when two-factor sign-in is on",
 )
+@route_policy(rate="auth", account_field="email")
 async def login(
-    body: LoginIn, session: SessionDep, runtime: RuntimeDep, client: Client, response: Response
+    body: LoginIn, session: SessionDep, resources: ResourcesDep, client: Client, response: Response
 ) -> TokenOut | MfaRequiredOut:
-    return await _sign_in(body.email, body.password, session, runtime, client, response)
+    return await _sign_in(body.email, body.password, session, resources, client, response)
 
 
 @router.post(
@@ -106,26 +125,29 @@ async def login(
     responses=AUTH_RESPONSES,
     summary="OAuth2 password flow (for the docs page's Authorize button)",
 )
+@route_policy(rate="auth", account_field="username")
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordForm, Depends()],
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     client: Client,
     response: Response,
 ) -> TokenOut | MfaRequiredOut:
-    return await _sign_in(form.username, form.password, session, runtime, client, response)
+    return await _sign_in(form.username, form.password, session, resources, client, response)
 
 
 @router.post("/auth/mfa/verify", response_model=TokenOut, responses=AUTH_RESPONSES)
+# the account the MFA token names, not the token's text (a new token is no new budget)
+@route_policy(rate="auth", account_field="mfa_token", account_token=MFA)
 async def mfa_verify(
     body: MfaVerifyIn,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     client: Client,
     response: Response,
 ) -> TokenOut:
     no_store(response)
-    issued = await SignInService(session, runtime).verify_mfa(body.mfa_token, body.code, client)
+    issued = await SignInService(session, resources).verify_mfa(body.mfa_token, body.code, client)
     return _pair(issued)
 
 
@@ -133,21 +155,21 @@ async def mfa_verify(
 async def refresh(
     body: RefreshIn,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     client: Client,
     response: Response,
 ) -> TokenOut:
     no_store(response)
-    return _pair(await SessionService(session, runtime).refresh(body.refresh_token, client))
+    return _pair(await SessionService(session, resources).refresh(body.refresh_token, client))
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, responses=PROBLEM_RESPONSES)
 async def logout(
-    pair: CurrentPair, session: SessionDep, runtime: RuntimeDep, client: Client
+    pair: CurrentPair, session: SessionDep, resources: ResourcesDep, client: Client
 ) -> Response:
     user, principal = pair
     if principal.session_id is not None:
-        await SessionService(session, runtime).revoke(
+        await SessionService(session, resources).revoke(
             user.id, uuid.UUID(principal.session_id), "logout", client
         )
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers={"Cache-Control": NO_STORE})
@@ -155,11 +177,11 @@ async def logout(
 
 @router.get("/auth/sessions", response_model=list[SessionOut], responses=PROBLEM_RESPONSES)
 async def list_sessions(
-    pair: CurrentPair, session: SessionDep, runtime: RuntimeDep, response: Response
+    pair: CurrentPair, session: SessionDep, resources: ResourcesDep, response: Response
 ) -> list[SessionOut]:
     user, principal = pair
     no_store(response)
-    rows = await SessionService(session, runtime).list_live(user.id)
+    rows = await SessionService(session, resources).list_live(user.id)
     return [
         SessionOut(
             id=s.id,
@@ -182,11 +204,11 @@ async def revoke_session(
     session_id: uuid.UUID,
     pair: CurrentPair,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     client: Client,
 ) -> Response:
     user, _ = pair
-    await SessionService(session, runtime).revoke(user.id, session_id, "revoked_by_user", client)
+    await SessionService(session, resources).revoke(user.id, session_id, "revoked_by_user", client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -195,85 +217,74 @@ async def revoke_session(
     status_code=status.HTTP_201_CREATED,
     response_model=TotpEnrolmentOut,
     responses=PROBLEM_RESPONSES,
-    summary="Start TOTP enrolment: a secret and an otpauth:// URI for an authenticator app",
+    summary="Start TOTP enrolment (needs a recent sign-in): a secret and an otpauth:// URI",
 )
 async def totp_enrol(
-    user: CurrentUserRow,
+    pair: CurrentPair,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     client: Client,
     response: Response,
 ) -> TotpEnrolmentOut:
+    user, principal = pair
+    require_recent_auth(resources, principal.auth_time)
     no_store(response)
-    enrolment = await MfaService(session, runtime).enrol(user)
-    await emit(runtime, _event("mfa.totp.enrolment_started", user.id, client), session=session)
+    enrolment = await MfaService(session, resources).start_enrolment(user, client)
     return TotpEnrolmentOut(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri)
 
 
 @router.post(
     "/auth/mfa/totp/confirm",
     response_model=RecoveryCodesOut,
-    responses=PROBLEM_RESPONSES,
-    summary="Confirm TOTP with a code; returns ten one-time recovery codes (shown once)",
+    responses=AUTH_RESPONSES,
+    summary="Confirm TOTP with a code (needs a recent sign-in); ten one-time recovery codes",
 )
 async def totp_confirm(
     body: CodeIn,
-    user: CurrentUserRow,
+    pair: CurrentPair,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     client: Client,
     response: Response,
 ) -> RecoveryCodesOut:
+    user, principal = pair
+    require_recent_auth(resources, principal.auth_time)
     no_store(response)
-    codes = await MfaService(session, runtime).confirm(user, body.code)
-    if not codes:
-        await emit(
-            runtime, _event("mfa.totp.confirm_failed", user.id, client, "failure"), session=session
-        )
-        raise Unauthenticated(BAD_CODE)
-    await emit(runtime, _event("mfa.totp.enabled", user.id, client), session=session)
+    codes = await MfaService(session, resources).confirm_enrolment(user, body.code, client)
     return RecoveryCodesOut(recovery_codes=codes)
 
 
 @router.delete(
     "/auth/mfa/totp",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=PROBLEM_RESPONSES,
+    responses=AUTH_RESPONSES,
     summary="Turn TOTP off (needs a recent sign-in and a current code or a recovery code)",
 )
 async def totp_remove(
-    body: CodeIn, pair: CurrentPair, session: SessionDep, runtime: RuntimeDep, client: Client
+    body: CodeIn, pair: CurrentPair, session: SessionDep, resources: ResourcesDep, client: Client
 ) -> Response:
     user, principal = pair
-    require_recent_auth(runtime, principal.auth_time)
-    mfa = MfaService(session, runtime)
-    if not await mfa.enabled(user.id):
-        raise NotFound("Two-factor sign-in is not on.")
-    if await mfa.verify(user.id, body.code) is None:
-        await emit(
-            runtime, _event("mfa.totp.remove_failed", user.id, client, "failure"), session=session
-        )
-        raise Unauthenticated(BAD_CODE)
-    await mfa.remove(user.id)
-    await emit(runtime, _event("mfa.totp.removed", user.id, client), session=session)
+    require_recent_auth(resources, principal.auth_time)
+    await MfaService(session, resources).turn_off(user.id, body.code, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
     "/auth/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=PROBLEM_RESPONSES,
+    responses=AUTH_RESPONSES,
     summary="Change the password (needs a recent sign-in); other sessions are revoked",
 )
+@route_policy(rate="auth")
 async def change_password(
     body: PasswordChangeIn,
     pair: CurrentPair,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     client: Client,
 ) -> Response:
     user, principal = pair
-    await SignInService(session, runtime).change_password(
+    await SignInService(session, resources).change_password(
         user,
         auth_time=principal.auth_time,
         session_id=uuid.UUID(principal.session_id) if principal.session_id else None,
@@ -282,18 +293,6 @@ async def change_password(
         client=client,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-def _event(
-    name: str, user_id: uuid.UUID, client: ClientInfo, outcome: str = "success"
-) -> SecurityEvent:
-    return SecurityEvent(
-        name,
-        outcome=outcome,
-        user_id=str(user_id),
-        client_address=client.address,
-        user_agent=client.user_agent,
-    )
 
 
 async def _user_out(identity: IdentityService, user: User) -> UserOut:
@@ -310,10 +309,19 @@ async def _user_out(identity: IdentityService, user: User) -> UserOut:
 
 @router.get("/users/me", response_model=UserOut, responses=PROBLEM_RESPONSES)
 async def me(
-    user: CurrentUserRow, session: SessionDep, runtime: RuntimeDep, response: Response
+    principal: CurrentPrincipal,
+    session: ReadSessionDep,
+    resources: ResourcesDep,
+    response: Response,
 ) -> UserOut:
+    # a read with no transaction: the row and its data key in one statement, its only
+    # round trip (the token was checked without SQL)
+    identity = IdentityService(session, resources.passwords, resources.vault)
+    user = await identity.get_active(principal.user_id)
+    if user is None:
+        raise Unauthenticated(INVALID, error="invalid_token")
     response.headers["Cache-Control"] = NO_STORE
-    return await _user_out(IdentityService(session, runtime.passwords, runtime.vault), user)
+    return await _user_out(identity, user)
 
 
 @router.patch("/users/me", response_model=UserOut, responses=PROBLEM_RESPONSES)
@@ -321,10 +329,10 @@ async def update_me(
     body: UserPatch,
     user: CurrentUserRow,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> UserOut:
-    identity = IdentityService(session, runtime.passwords, runtime.vault)
+    identity = IdentityService(session, resources.passwords, resources.vault)
     updated = await identity.update_profile(user, display_name=body.display_name)
     no_store(response)
     return await _user_out(identity, updated)
@@ -334,8 +342,8 @@ async def update_me(
     "/.well-known/jwks.json",
     summary="The public keys that verify access tokens (JWK Set, RFC 7517)",
 )
-async def jwks(runtime: RuntimeDep, response: Response) -> dict[str, Any]:
-    await runtime.security.keys.ensure_loaded()
+async def jwks(resources: ResourcesDep, response: Response) -> dict[str, Any]:
+    await resources.security.keys.ensure_loaded()
     # short caching: a verifier refetches soon after a rotation
     response.headers["Cache-Control"] = "public, max-age=300"
-    return runtime.security.keys.ring.jwks()
+    return resources.security.keys.ring.jwks()

@@ -4,10 +4,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
+from fastapi import Form
+from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-Password = Annotated[str, Field(min_length=12, max_length=128)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+from storefront.kit.inputs import ONE_LINE, STORABLE, Text
+
+Password = Annotated[str, Field(min_length=12, max_length=128), STORABLE]
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    ONE_LINE,
+    STORABLE,
+]
 
 
 class StrictModel(BaseModel):
@@ -15,14 +24,14 @@ class StrictModel(BaseModel):
 
 
 class RegisterIn(StrictModel):
-    email: Annotated[EmailStr, Field(max_length=320)]
+    email: Annotated[EmailStr, Field(max_length=320), STORABLE]
     password: Password
     display_name: DisplayName
 
 
 class LoginIn(StrictModel):
-    email: Annotated[str, Field(min_length=3, max_length=320)]
-    password: Annotated[str, Field(min_length=1, max_length=128)]
+    email: Annotated[str, Field(min_length=3, max_length=320), STORABLE]
+    password: Annotated[str, Field(min_length=1, max_length=128), STORABLE]
 
 
 class UserPatch(StrictModel):
@@ -53,26 +62,51 @@ class TokenOut(BaseModel):
     expires_in: int
 
 
+class PasswordForm(OAuth2PasswordRequestForm):
+    """The OAuth2 password flow's form (``/auth/token``), every field storable text."""
+
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[str | None, Form(pattern="^password$"), STORABLE] = None,
+        username: Annotated[Text, Form()],
+        password: Annotated[Text, Form(json_schema_extra={"format": "password"})],
+        scope: Annotated[Text, Form()] = "",
+        client_id: Annotated[Text | None, Form()] = None,
+        client_secret: Annotated[
+            Text | None, Form(json_schema_extra={"format": "password"})
+        ] = None,
+    ) -> None:
+        super().__init__(
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+
+
 class MfaRequiredOut(BaseModel):
     mfa_required: Literal[True] = True
     mfa_token: str
 
 
 class MfaVerifyIn(StrictModel):
-    mfa_token: Annotated[str, Field(min_length=1, max_length=4096)]
-    code: Annotated[str, Field(min_length=1, max_length=32)]
+    mfa_token: Annotated[str, Field(min_length=1, max_length=4096), STORABLE]
+    code: Annotated[str, Field(min_length=1, max_length=32), STORABLE]
 
 
 class RefreshIn(StrictModel):
-    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+    refresh_token: Annotated[str, Field(min_length=1, max_length=512), STORABLE]
 
 
 class CodeIn(StrictModel):
-    code: Annotated[str, Field(min_length=1, max_length=32)]
+    code: Annotated[str, Field(min_length=1, max_length=32), STORABLE]
 
 
 class PasswordChangeIn(StrictModel):
-    current_password: Annotated[str, Field(min_length=1, max_length=128)]
+    current_password: Annotated[str, Field(min_length=1, max_length=128), STORABLE]
     new_password: Password
 
 

@@ -11,6 +11,7 @@ spent is reuse.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import uuid
@@ -20,12 +21,12 @@ from datetime import datetime, timedelta
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storefront.auditlog import SecurityEvent, record_security_event
 from storefront.identity.models import AuthSession, RefreshToken, User
 from storefront.identity.repository import SessionRepository, UserRepository
-from storefront.platform.audit import SecurityEvent, record_security_event
-from storefront.platform.db import utcnow
-from storefront.platform.errors import NotFound, SecurityBackendUnavailable, Unauthenticated
-from storefront.platform.runtime import Runtime
+from storefront.kit.db import utcnow
+from storefront.kit.errors import NotFound, SecurityBackendUnavailable, Unauthenticated
+from storefront.resources import Resources
 
 INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
 
@@ -34,6 +35,7 @@ INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
 class ClientInfo:
     address: str
     user_agent: str | None
+    device_cookie: str | None = None  # as sent; only sign-in checks it (decision 0100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +50,29 @@ def hash_refresh_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-async def emit(runtime: Runtime, event: SecurityEvent, *, session: AsyncSession) -> None:
+async def emit(resources: Resources, event: SecurityEvent, *, session: AsyncSession) -> None:
     """Report a security event (the sink: a log line) and record it in the audit log, in
     ``session``'s transaction; a failed or denied attempt is kept even if that rolls back."""
-    await runtime.security.audit.emit(event)
+    await resources.security.audit.emit(event)
     record_security_event(session, event)
 
 
 class SessionService:
-    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+    def __init__(self, session: AsyncSession, resources: Resources) -> None:
         self.session = session
-        self.runtime = runtime
-        self.auth = runtime.security.auth
+        self.resources = resources
+        self.auth = resources.security.auth
         self.sessions = SessionRepository(session)
         self.users = UserRepository(session)
 
     # --- issuing --------------------------------------------------------------------------
 
-    def _access_token(self, user_id: uuid.UUID, auth_session: AuthSession) -> str:
-        return self.runtime.tokens.issue(
-            str(user_id), session_id=str(auth_session.id), auth_time=auth_session.auth_time
+    def _access_token(self, user: User, auth_session: AuthSession) -> str:
+        return self.resources.tokens.issue(
+            str(user.id),
+            session_id=str(auth_session.id),
+            auth_time=auth_session.auth_time,
+            admin=user.is_admin,
         )
 
     async def _new_refresh_token(
@@ -85,7 +90,7 @@ class SessionService:
 
     async def start(self, user: User, client: ClientInfo) -> IssuedTokens:
         """A successful sign-in: a new session and its first token pair."""
-        await self.runtime.security.keys.ensure_loaded()
+        await self.resources.security.keys.ensure_loaded()
         now = utcnow()
         auth_session = AuthSession(
             user_id=user.id,
@@ -98,12 +103,44 @@ class SessionService:
         )
         await self.sessions.add(auth_session)
         refresh = await self._new_refresh_token(auth_session, None)
+        await self._end_sessions_past_the_cap(user.id, auth_session, client)
         return IssuedTokens(
-            access_token=self._access_token(user.id, auth_session),
+            access_token=self._access_token(user, auth_session),
             refresh_token=refresh,
-            expires_in=self.runtime.tokens.access_ttl_seconds,
+            expires_in=self.resources.tokens.access_ttl_seconds,
             session_id=auth_session.id,
         )
+
+    async def _end_sessions_past_the_cap(
+        self, user_id: uuid.UUID, current: AuthSession, client: ClientInfo
+    ) -> None:
+        """Keep at most ``max_sessions_per_user`` live sessions: end the least recently used
+        others (decision 0122). Their refresh tokens stop at once; their access tokens are
+        blocked too, or, if Redis is away, expire within the access-token lifetime (the
+        sign-in itself must not fail for that)."""
+        now = utcnow()
+        live = await self.sessions.live_for_user(user_id, now)  # most recently used first
+        others = [s for s in live if s.id != current.id]
+        surplus = [s.id for s in others[self.auth.max_sessions_per_user - 1 :]]
+        if not surplus:
+            return
+        revoked = await self.sessions.revoke(surplus, now, "session_limit")
+        # the revocation list away: the sessions are ended all the same, tokens expire soon
+        with contextlib.suppress(SecurityBackendUnavailable):
+            await self._revoke_access_tokens(revoked)
+        for sid in revoked:
+            await emit(
+                self.resources,
+                SecurityEvent(
+                    "session.revoked",
+                    user_id=str(user_id),
+                    session_id=str(sid),
+                    client_address=client.address,
+                    user_agent=client.user_agent,
+                    reason="session_limit",
+                ),
+                session=self.session,
+            )
 
     # --- refreshing -----------------------------------------------------------------------
 
@@ -112,7 +149,7 @@ class SessionService:
         return now >= auth_session.expires_at or now >= auth_session.last_used_at + idle
 
     async def refresh(self, raw: str, client: ClientInfo) -> IssuedTokens:
-        await self.runtime.security.keys.ensure_loaded()
+        await self.resources.security.keys.ensure_loaded()
         now = utcnow()
         token = await self.sessions.token_by_hash(hash_refresh_token(raw))
         if token is None:
@@ -145,9 +182,9 @@ class SessionService:
         refresh = await self._new_refresh_token(auth_session, spent_id)
         await self._event("refresh.succeeded", auth_session, None, client)
         return IssuedTokens(
-            access_token=self._access_token(auth_session.user_id, auth_session),
+            access_token=self._access_token(user, auth_session),
             refresh_token=refresh,
-            expires_in=self.runtime.tokens.access_ttl_seconds,
+            expires_in=self.resources.tokens.access_ttl_seconds,
             session_id=auth_session.id,
         )
 
@@ -179,10 +216,10 @@ class SessionService:
     # --- revoking -------------------------------------------------------------------------
 
     async def _revoke_access_tokens(self, session_ids: list[uuid.UUID]) -> None:
-        ttl = self.runtime.tokens.access_ttl_seconds
+        ttl = self.resources.tokens.access_ttl_seconds
         try:
             for sid in session_ids:
-                await self.runtime.security.revocations.revoke(str(sid), ttl)
+                await self.resources.security.revocations.revoke(str(sid), ttl)
         except RedisError as exc:
             raise SecurityBackendUnavailable(
                 "The session was revoked, but its access tokens could not be blocked yet."
@@ -207,7 +244,7 @@ class SessionService:
         await self._revoke_access_tokens(revoked)
         for sid in revoked:
             await emit(
-                self.runtime,
+                self.resources,
                 SecurityEvent(
                     "session.revoked",
                     user_id=str(user_id),
@@ -238,7 +275,7 @@ class SessionService:
     ) -> None:
         uid = user_id or (auth_session.user_id if auth_session else None)
         await emit(
-            self.runtime,
+            self.resources,
             SecurityEvent(
                 name,
                 outcome=outcome or ("failure" if name.endswith("failed") else "success"),

@@ -10,7 +10,6 @@ makes a slow client slow the cursor down instead of filling a buffer.
 
 from __future__ import annotations
 
-import csv
 import io
 import uuid
 from collections.abc import AsyncGenerator, Callable
@@ -20,12 +19,14 @@ from typing import Any
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storefront.kit.csv_safe import SafeCsvWriter
+from storefront.kit.db import snapshot_session
 from storefront.orders.models import OrderStatus
 from storefront.orders.repository import ExportBatch, OrderRepository
 from storefront.orders.schemas import AddressIn
-from storefront.orders.sealing import MAX_CACHED_KEYS, open_addresses, order_out
-from storefront.platform.crypto import vault_of
-from storefront.platform.db import snapshot_session
+from storefront.orders.sealing import MAX_CACHED_KEYS, open_addresses
+from storefront.orders.serialise import order_out
+from storefront.vault import PersonalDataVault
 
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
@@ -56,10 +57,11 @@ CSV_HEADER = (
 Batch = list[tuple[Any, list[Any], dict[str, Any] | None]]
 
 
-async def open_batch(session: AsyncSession, batch: ExportBatch) -> Batch:
+async def open_batch(
+    session: AsyncSession, batch: ExportBatch, *, vault: PersonalDataVault
+) -> Batch:
     """Open a batch's addresses: one query for the keys of customers not seen before in this
     stream (a bounded number of keys stays cached between batches)."""
-    vault = vault_of(session)
     if vault.cached_count(session) > MAX_CACHED_KEYS:
         vault.forget_cached(session)
     addresses = await open_addresses(session, [order for order, _ in batch], vault=vault)
@@ -80,11 +82,13 @@ def _cell(value: Any) -> Any:
 
 
 class CsvEncoder:
-    """RFC 4180 CSV through the csv module (quoting, embedded quotes, commas, newlines)."""
+    """RFC 4180 CSV through the csv module (quoting, embedded quotes, commas, newlines), safe
+    to open in a spreadsheet (kit/csv_safe.py: text that would start a formula is
+    prefixed with a single quote; text quoted, the numeric columns written as numbers)."""
 
     def __init__(self) -> None:
         self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+        self._writer = SafeCsvWriter(self._buffer)
 
     def _take(self) -> bytes:
         data = self._buffer.getvalue().encode()
@@ -137,6 +141,7 @@ class OrderExport:
     status: OrderStatus | None
     after: uuid.UUID | None
     media_type: str
+    vault: PersonalDataVault  # opens the addresses
 
     @property
     def filename(self) -> str:
@@ -163,7 +168,7 @@ class OrderExport:
             )
             try:
                 async for batch in batches:
-                    yield encode(await open_batch(session, batch))
+                    yield encode(await open_batch(session, batch, vault=self.vault))
             finally:
                 with anyio.CancelScope(shield=True):
                     await batches.aclose()

@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from storefront.platform.db import Base, TimestampMixin, new_id
+from storefront.kit.db import Base, TimestampMixin, new_id
 
 
 class OrderStatus(StrEnum):
@@ -15,6 +15,8 @@ class OrderStatus(StrEnum):
     paid = "paid"
     fulfilled = "fulfilled"
     cancelled = "cancelled"
+    # the payment window passed while pending: stock released, terminal (decision 0118)
+    expired = "expired"
 
 
 class Order(TimestampMixin, Base):
@@ -25,6 +27,13 @@ class Order(TimestampMixin, Base):
         Index("ix_orders_shop_id_status_id", "shop_id", "status", "id"),
         Index("ix_orders_shop_id_customer_id_id", "shop_id", "customer_id", "id"),
         Index("ix_orders_customer_id", "customer_id"),
+        # the expiry job's scan: pending orders only, by when their payment window ends
+        Index(
+            "ix_orders_pending_expires_at",
+            "expires_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -43,6 +52,9 @@ class Order(TimestampMixin, Base):
     version: Mapped[int] = mapped_column(default=1)
     # set once the confirmation email went out: a redelivered job does not mail it again
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    # when an unpaid (pending) order expires and releases its stock; None on orders placed
+    # before expiry existed (they expire at created_at + the payment window)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
     lines: Mapped[list[OrderLine]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="OrderLine.position"

@@ -10,10 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storefront.orders.models import Order
-from storefront.orders.sealing import orders_out
+from storefront.orders.serialise import orders_out
+from storefront.vault import PersonalDataVault
 
 
-async def orders_of_customer(session: AsyncSession, customer_id: uuid.UUID) -> list[dict[str, Any]]:
+async def orders_of_customer(
+    session: AsyncSession, customer_id: uuid.UUID, *, vault: PersonalDataVault
+) -> list[dict[str, Any]]:
     """Every order the customer placed, in any shop, oldest first, with its lines and the
     shipping address decrypted."""
     stmt = (
@@ -23,4 +26,4 @@ async def orders_of_customer(session: AsyncSession, customer_id: uuid.UUID) -> l
         .options(selectinload(Order.lines))
     )
     orders = (await session.execute(stmt)).scalars().all()
-    return [o.model_dump(mode="json") for o in await orders_out(session, orders)]
+    return [o.model_dump(mode="json") for o in await orders_out(session, orders, vault=vault)]

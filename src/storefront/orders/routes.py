@@ -5,19 +5,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from storefront.idempotency import StoredResponse
 from storefront.identity.deps import CurrentPrincipal
+from storefront.kit.negotiation import negotiate
+from storefront.orders.auth import OrderReader
 from storefront.orders.export import CSV as EXPORT_CSV
 from storefront.orders.export import NDJSON as EXPORT_NDJSON
+from storefront.orders.limit_routes import router as limits_router
 from storefront.orders.models import OrderStatus
 from storefront.orders.schemas import OrderIn, OrderOut
-from storefront.orders.sealing import orders_out, orders_page_json
+from storefront.orders.serialise import order_json, orders_out, orders_page_json
 from storefront.orders.service import OrderService
-from storefront.platform.http.deps import RuntimeDep, SessionDep
-from storefront.platform.http.negotiation import negotiate
-from storefront.platform.http.pagination import Page, PageParamsDep, encode_cursor, set_next_link
-from storefront.platform.http.responses import PROBLEM_RESPONSES, no_store
-from storefront.platform.http.streaming import ClosingStreamingResponse
-from storefront.platform.idempotency import StoredResponse, require_key
+from storefront.web.deps import ResourcesDep, SessionDep
+from storefront.web.idempotency import require_key, stored_response
+from storefront.web.pagination import Page, PageParamsDep, encode_cursor, set_next_link
+from storefront.web.paths import API_PREFIX
+from storefront.web.responses import PROBLEM_RESPONSES, no_store
+from storefront.web.route_policy import route_policy
+from storefront.web.streaming import ClosingStreamingResponse
 
 router = APIRouter(tags=["orders"])
 JSON = "application/json"
@@ -37,28 +42,38 @@ async def create_order(
     body: OrderIn,
     principal: CurrentPrincipal,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     key: Annotated[str, Depends(require_key)],
 ) -> Response:
     async def place() -> StoredResponse:
-        order = await OrderService(session, shop_id, jobs=runtime.jobs).place(principal, body)
-        (out,) = await orders_out(session, [order])
+        order = await OrderService(
+            session,
+            shop_id,
+            cache=resources.cache,
+            vault=resources.vault,
+            jobs=resources.jobs,
+            orders=resources.settings.orders if resources.settings is not None else None,
+        ).place(principal, body)
         return StoredResponse(
             status.HTTP_201_CREATED,
-            out.model_dump_json().encode(),
-            {"Location": f"/api/v1/shops/{shop_id}/orders/{order.id}", "Cache-Control": "no-store"},
+            await order_json(session, order, vault=resources.vault),
+            {
+                "Location": f"{API_PREFIX}/shops/{shop_id}/orders/{order.id}",
+                "Cache-Control": "no-store",
+            },
         )
 
-    return await runtime.idempotency.run(
+    stored = await resources.idempotency.run(
         session,
         owner=str(principal.user_id),
         # the canonical path, not the raw one: /shops/<UPPER-CASE or un-hyphenated id>/orders
         # is the same operation and must not run twice under one key
-        scope=f"POST /api/v1/shops/{shop_id}/orders",
+        scope=f"POST {API_PREFIX}/shops/{shop_id}/orders",
         key=key,
         payload=body.model_dump(mode="json"),
         work=place,
     )
+    return stored_response(stored)
 
 
 @router.get(
@@ -76,25 +91,26 @@ async def create_order(
         406: {**PROBLEM_RESPONSES[400], "description": "No acceptable media type"},
     },
 )
+# negotiated as the route does: the streams are expensive
+@route_policy(rate="expensive", accept=(EXPORT_NDJSON, EXPORT_CSV), offers=LIST_MEDIA_TYPES)
 async def list_orders(
-    shop_id: uuid.UUID,
     request: Request,
     response: Response,
-    principal: CurrentPrincipal,
+    viewer: OrderReader,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     page: PageParamsDep,
     status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
 ) -> Page[OrderOut] | Response:
     media_type = negotiate(request.headers.get("accept"), LIST_MEDIA_TYPES)
     if media_type != JSON:
-        export = await OrderService(session, shop_id).export(
-            principal, media_type=media_type, status=status_filter, after=page.after
-        )
+        export = await OrderService(
+            session, viewer.shop_id, cache=resources.cache, vault=resources.vault
+        ).export(viewer, media_type=media_type, status=status_filter, after=page.after)
         # the stream reads on a session of its own: this request's session (SessionDep) has
         # committed and closed before the first byte is sent
         return ClosingStreamingResponse(
-            export.stream(runtime.sessionmaker),
+            export.stream(resources.sessionmaker),
             media_type=media_type,
             headers={
                 "Cache-Control": "no-store",
@@ -102,13 +118,15 @@ async def list_orders(
                 "Vary": "Accept",
             },
         )
-    items, last = await OrderService(session, shop_id).list_page(
-        principal, limit=page.limit, after=page.after, status=status_filter
-    )
+    items, last = await OrderService(
+        session, viewer.shop_id, cache=resources.cache, vault=resources.vault
+    ).list_page(viewer, limit=page.limit, after=page.after, status=status_filter)
     next_cursor = encode_cursor(last) if last else None
     # the body is serialised here (the bytes of Page[OrderOut], see orders_page_json), so the
     # headers set on `response` are carried over as FastAPI would
-    body = Response(await orders_page_json(session, items, next_cursor), media_type=JSON)
+    body = Response(
+        await orders_page_json(session, items, next_cursor, vault=resources.vault), media_type=JSON
+    )
     set_next_link(request, body, next_cursor)
     no_store(body)
     body.headers["Vary"] = "Accept"  # the same URL also serves the streamed exports
@@ -120,15 +138,17 @@ async def list_orders(
     "/shops/{shop_id}/orders/{order_id}", response_model=OrderOut, responses=PROBLEM_RESPONSES
 )
 async def get_order(
-    shop_id: uuid.UUID,
     order_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    viewer: OrderReader,
     session: SessionDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> OrderOut:
     no_store(response)
-    order = await OrderService(session, shop_id).get(principal, order_id)
-    (out,) = await orders_out(session, [order])
+    order = await OrderService(
+        session, viewer.shop_id, cache=resources.cache, vault=resources.vault
+    ).get(viewer, order_id)
+    (out,) = await orders_out(session, [order], vault=resources.vault)
     return out
 
 
@@ -138,14 +158,20 @@ async def get_order(
     responses=PROBLEM_RESPONSES,
 )
 async def cancel_order(
-    shop_id: uuid.UUID,
     order_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    viewer: OrderReader,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> OrderOut:
     no_store(response)
-    order = await OrderService(session, shop_id, jobs=runtime.jobs).cancel(principal, order_id)
-    (out,) = await orders_out(session, [order])
+    orders = OrderService(
+        session, viewer.shop_id, cache=resources.cache, vault=resources.vault, jobs=resources.jobs
+    )
+    order = await orders.cancel(viewer, order_id)
+    (out,) = await orders_out(session, [order], vault=resources.vault)
     return out
+
+
+# a shop's hold limits (decision 0118)
+router.include_router(limits_router)

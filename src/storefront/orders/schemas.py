@@ -6,9 +6,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from storefront.kit.inputs import ONE_LINE, STORABLE, StrictInt
 from storefront.orders.models import OrderStatus
 
-Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Text100 = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), ONE_LINE, STORABLE
+]
 MAX_LINES = 100
 
 
@@ -16,21 +19,34 @@ class AddressIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Text100
-    line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    line1: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        ONE_LINE,
+        STORABLE,
+    ]
+    line2: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), ONE_LINE, STORABLE]
+        | None
+    ) = None
     city: Text100
     postal_code: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=20),
+        ONE_LINE,
+        STORABLE,
     ]
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ()-]{5,32}$")] | None = None
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), STORABLE]
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ()-]{5,32}$"), STORABLE] | None = (
+        None
+    )
 
 
 class OrderLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product_id: uuid.UUID
-    quantity: Annotated[int, Field(ge=1, le=1000)]
+    quantity: Annotated[StrictInt, Field(ge=1, le=1000)]
 
 
 class OrderIn(BaseModel):
@@ -74,3 +90,10 @@ class OrderOut(BaseModel):
     customer_erased: bool = False
     created_at: datetime
     updated_at: datetime
+    expires_at: datetime | None = Field(
+        default=None,
+        description="A pending order not paid by then becomes `expired` and its stock goes "
+        "back on sale (`pending -> paid | cancelled | expired`; `expired` is terminal: "
+        "cancelling or paying it is 409). Null on orders placed before expiry existed: "
+        "they expire at `created_at` + the payment window.",
+    )

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storefront.auditlog import record
+from storefront.auth.principal import Principal
+from storefront.cache import ResponseCache
 from storefront.catalog.service import CatalogService
-from storefront.identity.deps import Principal
+from storefront.jobs.queue import JobQueue
+from storefront.kit.db import new_id, utcnow
+from storefront.kit.errors import InvalidTransition, NotFound, UnprocessableEntity
+from storefront.orders import metrics
 from storefront.orders.export import OrderExport
+from storefront.orders.limits import HoldLimits
 from storefront.orders.models import Order, OrderLine, OrderStatus
 from storefront.orders.repository import ExportBatch, OrderRepository
 from storefront.orders.schemas import OrderIn
 from storefront.orders.sealing import seal_address
 from storefront.orders.tasks import send_order_confirmation
-from storefront.platform.audit import record
-from storefront.platform.db import new_id
-from storefront.platform.errors import InvalidTransition, NotFound, UnprocessableEntity
-from storefront.platform.jobs import JobQueue
-from storefront.platform.observability import metrics
+from storefront.settings import OrdersSettings
 from storefront.shops.service import ShopService
+from storefront.vault import PersonalDataVault
 from storefront.webhooks.schemas import WebhookEvent
 from storefront.webhooks.service import publish
 
@@ -53,6 +59,22 @@ def event_data(order: Order) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class OrderViewer:
+    """A caller allowed to read a shop's orders (orders/auth.py ``OrderReader``): the shop's
+    staff see all of them, anyone else only their own (someone else's order is 404, never 403:
+    its existence is not the caller's business)."""
+
+    shop_id: uuid.UUID
+    principal: Principal
+    is_staff: bool
+
+    @property
+    def customer_id(self) -> uuid.UUID | None:
+        """The customer the caller's view is narrowed to; None: the whole shop."""
+        return None if self.is_staff else self.principal.user_id
+
+
 class MixedCurrencies(UnprocessableEntity):
     slug = "mixed-currencies"
     title = "One order, one currency"
@@ -60,30 +82,61 @@ class MixedCurrencies(UnprocessableEntity):
 
 class OrderService:
     def __init__(
-        self, session: AsyncSession, shop_id: uuid.UUID, *, jobs: JobQueue | None = None
+        self,
+        session: AsyncSession,
+        shop_id: uuid.UUID,
+        *,
+        cache: ResponseCache | None,
+        vault: PersonalDataVault,
+        jobs: JobQueue | None = None,
+        orders: OrdersSettings | None = None,
     ) -> None:
-        """``jobs``: where follow-up jobs (the confirmation email) go; None sends none."""
+        """``cache``: invalidated once stock changes commit (None: nothing to invalidate).
+        ``vault``: seals the shipping address. ``jobs``: where follow-up jobs (the
+        confirmation email) go; None sends none. ``orders``: the payment window and default
+        hold limits (None: the defaults)."""
         self.session = session
         self.shop_id = shop_id
+        self.cache = cache
+        self.vault = vault
         self.jobs = jobs
+        self.orders = orders or OrdersSettings()
         self.shops = ShopService(session)
 
-    async def _repository(self, principal: Principal) -> tuple[OrderRepository, bool]:
-        is_staff = await self.shops.is_staff(self.shop_id, principal)
-        customer = None if is_staff else principal.user_id
-        return OrderRepository(self.session, self.shop_id, customer_id=customer), is_staff
+    async def viewer(self, principal: Principal) -> OrderViewer:
+        """What ``principal`` may read of this shop's orders; raises NotFound for an unknown
+        shop."""
+        return OrderViewer(
+            self.shop_id, principal, await self.shops.is_staff(self.shop_id, principal)
+        )
+
+    def _repository(self, viewer: OrderViewer) -> OrderRepository:
+        if viewer.shop_id != self.shop_id:  # a viewer of another shop sees nothing here
+            raise NotFound("No such shop.")
+        return OrderRepository(self.session, self.shop_id, customer_id=viewer.customer_id)
 
     async def place(self, principal: Principal, data: OrderIn) -> Order:
-        await self.shops.get(self.shop_id)
-        reserved = await CatalogService(self.session, self.shop_id).reserve(
+        shop = await self.shops.get(self.shop_id)
+        # what one customer may hold unpaid (decision 0118): the order alone first, then,
+        # once its stock is taken (the product rows locked), with their other pending orders
+        limits = HoldLimits.of(shop, self.orders)
+        limits.check_order([(line.product_id, line.quantity) for line in data.lines])
+        reserved = await CatalogService(self.session, self.shop_id, self.cache).reserve(
             (line.product_id, line.quantity) for line in data.lines
         )
+        await limits.check_holdings(self.session, self.shop_id, principal.user_id, reserved)
         currencies = {item.currency for item in reserved}
         if len(currencies) != 1:
             raise MixedCurrencies("All products of one order must share a currency.")
         by_id = {item.product_id: item for item in reserved}
+        order_id = new_id()
+        now = utcnow()
+        # every column given here: the rows are written by Core INSERTs (OrderRepository.add),
+        # not by the ORM's flush, so no column default applies
         lines = [
             OrderLine(
+                id=new_id(),
+                order_id=order_id,
                 position=position,
                 product_id=line.product_id,
                 sku=by_id[line.product_id].sku,
@@ -94,12 +147,17 @@ class OrderService:
             )
             for position, line in enumerate(data.lines)
         ]
-        order_id = new_id()
         order = Order(
             id=order_id,
             shop_id=self.shop_id,
             customer_id=principal.user_id,
             status=OrderStatus.pending,
+            version=1,
+            confirmation_sent_at=None,
+            created_at=now,
+            updated_at=now,
+            # unpaid by then, it expires and its stock goes back (orders/expiry.py)
+            expires_at=now + timedelta(minutes=self.orders.payment_window_minutes),
             currency=currencies.pop(),
             total_cents=sum(line.line_total_cents for line in lines),
             # sealed with the customer's data key, bound to this order
@@ -108,6 +166,7 @@ class OrderService:
                 order_id,
                 principal.user_id,
                 data.shipping_address.model_dump(mode="json"),
+                vault=self.vault,
             ),
             lines=lines,
         )
@@ -136,7 +195,7 @@ class OrderService:
 
     async def list_page(
         self,
-        principal: Principal,
+        viewer: OrderViewer,
         *,
         limit: int,
         after: uuid.UUID | None,
@@ -144,22 +203,22 @@ class OrderService:
     ) -> tuple[ExportBatch, uuid.UUID | None]:
         """A page of (order row, its line rows), and the id to continue after (None on the
         last page)."""
-        repo, _ = await self._repository(principal)
-        rows = await repo.list_rows(limit=limit + 1, after=after, status=status)
+        repo = self._repository(viewer)
+        rows = await repo.list_rows(limit=limit + 1, after=after, status=status, vault=self.vault)
         if len(rows) > limit:
             return rows[:limit], rows[limit - 1][0].id
         return rows, None
 
     async def export(
         self,
-        principal: Principal,
+        viewer: OrderViewer,
         *,
         media_type: str,
         status: OrderStatus | None,
         after: uuid.UUID | None,
     ) -> OrderExport:
         """What a streamed export may contain: staff get every order, customers their own."""
-        repo, is_staff = await self._repository(principal)
+        repo = self._repository(viewer)
         # the export streams after this transaction: the entry records that it was granted
         record(
             self.session,
@@ -170,7 +229,7 @@ class OrderService:
             details={
                 "format": media_type,
                 "status": None if status is None else status.value,
-                "scope": "all" if is_staff else "own",
+                "scope": "all" if viewer.is_staff else "own",
             },
         )
         return OrderExport(
@@ -179,17 +238,19 @@ class OrderService:
             status=status,
             after=after,
             media_type=media_type,
+            vault=self.vault,
         )
 
-    async def get(self, principal: Principal, order_id: uuid.UUID) -> Order:
-        repo, _ = await self._repository(principal)
+    async def get(self, viewer: OrderViewer, order_id: uuid.UUID) -> Order:
+        repo = self._repository(viewer)
         order = await repo.get(order_id)
         if order is None:
             raise NotFound("No such order.")
         return order
 
-    async def cancel(self, principal: Principal, order_id: uuid.UUID) -> Order:
-        repo, is_staff = await self._repository(principal)
+    async def cancel(self, viewer: OrderViewer, order_id: uuid.UUID) -> Order:
+        repo = self._repository(viewer)
+        is_staff = viewer.is_staff
         order = await repo.get(order_id)
         if order is None:
             raise NotFound("No such order.")
@@ -202,7 +263,7 @@ class OrderService:
                 f"An order that is {current.value} cannot be cancelled by you.",
                 extra={"current_status": current.value},
             )
-        await CatalogService(self.session, self.shop_id).release(
+        await CatalogService(self.session, self.shop_id, self.cache).release(
             (line.product_id, line.quantity) for line in order.lines
         )
         self.session.expunge(order)
@@ -230,3 +291,38 @@ class OrderService:
         )
         metrics.record_order_cancelled()
         return refreshed
+
+    async def expire(self, order_id: uuid.UUID) -> bool:
+        """Expire one pending order whose payment window has passed: status ``expired``,
+        its stock back, caches of its products invalidated, the same audit entry and
+        webhook kind as a cancellation. False (and nothing changed) when the order is no
+        longer pending: a cancellation (or payment) won the compare-and-set, so the stock is
+        released once, by whoever changed the status."""
+        repo = OrderRepository(self.session, self.shop_id, customer_id=None)
+        if not await repo.transition(
+            order_id, allowed_from={OrderStatus.pending}, to=OrderStatus.expired
+        ):
+            return False
+        order = await repo.get(order_id)
+        if order is None:  # pragma: no cover - same transaction, cannot vanish
+            return False
+        await CatalogService(self.session, self.shop_id, self.cache).release(
+            (line.product_id, line.quantity) for line in order.lines
+        )
+        await publish(
+            self.session, self.jobs, self.shop_id, WebhookEvent.order_expired, event_data(order)
+        )
+        record(
+            self.session,
+            "order.expired",
+            object_type="order",
+            object_id=order_id,
+            shop_id=self.shop_id,
+            details={
+                "from": OrderStatus.pending.value,
+                "to": OrderStatus.expired.value,
+                "reason": "payment-window-passed",
+            },
+        )
+        metrics.record_order_expired()
+        return True

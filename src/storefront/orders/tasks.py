@@ -7,14 +7,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from storefront.identity.service import contact_of
+from storefront.jobs.queue import job
 from storefront.orders.repository import OrderRepository
 from storefront.orders.sealing import open_addresses
-from storefront.platform.jobs import job
 from storefront.shops.service import ShopService
 
 if TYPE_CHECKING:
     from storefront.orders.models import Order
-    from storefront.platform.runtime import Runtime
+    from storefront.resources import Resources
 
 logger = logging.getLogger("storefront.orders.tasks")
 
@@ -50,7 +50,7 @@ def confirmation_text(
 
 
 @job("orders.send_confirmation")
-async def send_order_confirmation(runtime: Runtime, *, shop_id: str, order_id: str) -> None:
+async def send_order_confirmation(resources: Resources, *, shop_id: str, order_id: str) -> None:
     """Email the customer their order. Raises on SMTP failure, so the job is retried.
 
     Idempotent under at-least-once delivery: the order records when its confirmation went
@@ -59,10 +59,10 @@ async def send_order_confirmation(runtime: Runtime, *, shop_id: str, order_id: s
     the SMTP server's acceptance and that record, can still mail twice; both copies carry the
     same Message-ID, by which mail systems recognise the duplicate.
     """
-    if runtime.mailer is None:
+    if resources.mailer is None:
         logger.debug("mail is off (no STOREFRONT_SMTP__HOST); order %s not mailed", order_id)
         return
-    async with runtime.sessionmaker() as session:
+    async with resources.sessionmaker() as session:
         repo = OrderRepository(session, uuid.UUID(shop_id), customer_id=None)
         order = await repo.get(uuid.UUID(order_id))
         if order is None or order.customer_id is None:
@@ -71,14 +71,14 @@ async def send_order_confirmation(runtime: Runtime, *, shop_id: str, order_id: s
         if order.confirmation_sent_at is not None:
             logger.info("order confirmation for %s was sent before; not again", order_id)
             return
-        contact = await contact_of(session, order.customer_id, vault=runtime.vault)
-        (address,) = await open_addresses(session, [order], vault=runtime.vault)
+        contact = await contact_of(session, order.customer_id, vault=resources.vault)
+        (address,) = await open_addresses(session, [order], vault=resources.vault)
         shop = await ShopService(session).get(order.shop_id)
     if contact is None or address is None:
         logger.info("customer of order %s is gone or erased; no confirmation sent", order_id)
         return
     email, name = contact
-    message = runtime.mailer.message(
+    message = resources.mailer.message(
         to=email,
         subject=f"Your order at {shop.name} ({str(order.id)[:8]})",
         text=confirmation_text(order, shop_name=shop.name, customer_name=name, address=address),
@@ -86,9 +86,9 @@ async def send_order_confirmation(runtime: Runtime, *, shop_id: str, order_id: s
     # one Message-ID per order: a retried delivery is recognisably the same message
     del message["Message-ID"]
     message["Message-ID"] = f"<order-{order.id}@storefront>"
-    await runtime.mailer.send(message)
+    await resources.mailer.send(message)
     try:
-        async with runtime.sessionmaker() as session, session.begin():
+        async with resources.sessionmaker() as session, session.begin():
             repo = OrderRepository(session, order.shop_id, customer_id=None)
             await repo.mark_confirmation_sent(order.id)
     except Exception:
@@ -96,3 +96,6 @@ async def send_order_confirmation(runtime: Runtime, *, shop_id: str, order_id: s
         logger.exception("order confirmation for %s sent but not recorded", order_id)
         return
     logger.info("order confirmation for %s sent", order_id)
+
+
+JOBS = (send_order_confirmation,)  # what this domain runs in the job queue

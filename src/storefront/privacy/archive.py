@@ -8,14 +8,14 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storefront import auditlog as audit
 from storefront.identity.personal_data import account_data
+from storefront.kit.db import utcnow
 from storefront.orders.personal_data import orders_of_customer
-from storefront.platform import audit
-from storefront.platform.db import utcnow
-from storefront.platform.runtime import Runtime
 from storefront.privacy.consents import ConsentService
 from storefront.privacy.processing import CONSENT_PURPOSES, record_of_processing
 from storefront.privacy.repository import ExportRepository
+from storefront.resources import Resources
 from storefront.settings import Settings
 
 FORMAT = "storefront-personal-data/1"
@@ -32,7 +32,7 @@ def _iso(value: Any) -> str | None:
 
 async def build_archive(
     session: AsyncSession,
-    runtime: Runtime,
+    resources: Resources,
     settings: Settings,
     user_id: uuid.UUID,
     export_id: uuid.UUID,
@@ -40,7 +40,7 @@ async def build_archive(
     """Profile, sessions, two-factor settings, consents with their history, orders with
     lines and decrypted addresses, the audit entries about the user, earlier export requests,
     and the record of processing (purposes, recipients, retention periods)."""
-    account = await account_data(session, user_id)
+    account = await account_data(session, user_id, vault=resources.vault)
     consents = ConsentService(session)
     history = await consents.history(user_id)
     exports = await ExportRepository(session).list_for(user_id)
@@ -66,7 +66,7 @@ async def build_archive(
             ],
             "purposes": CONSENT_PURPOSES,
         },
-        "orders": await orders_of_customer(session, user_id),
+        "orders": await orders_of_customer(session, user_id, vault=resources.vault),
         "audit_entries": await audit.entries_about(session, user_id),
         "data_exports": [
             {

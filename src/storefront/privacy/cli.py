@@ -21,17 +21,14 @@ def run(
     ] = False,
 ) -> None:
     """Delete what is past its retention period, per category (what the scheduled job does)."""
-    from storefront.app import build_runtime
     from storefront.privacy.retention import run_retention
+    from storefront.resources import open_resources
 
     settings = get_settings()
 
     async def main() -> None:
-        runtime = build_runtime(settings)
-        try:
-            report = await run_retention(runtime, settings, dry_run=dry_run)
-        finally:
-            await runtime.aclose()
+        async with open_resources(settings, role="cli") as resources:
+            report = await run_retention(resources, settings, dry_run=dry_run)
         verb = "would delete" if dry_run else "deleted"
         console.print(f"Retention{' (dry run: nothing deleted)' if dry_run else ''}:")
         for name, count in report.counts.items():

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storefront.platform import audit
-from storefront.platform.db import utcnow
+from storefront import auditlog as audit
+from storefront.kit.db import utcnow
 from storefront.privacy.models import ConsentRecord
 from storefront.privacy.processing import CONSENT_PURPOSES
 from storefront.privacy.repository import ConsentRepository
@@ -34,6 +34,10 @@ class ConsentService:
     async def history(self, user_id: uuid.UUID) -> list[ConsentRecord]:
         return list(await self.records.history(user_id))
 
+    async def latest(self, user_id: uuid.UUID) -> list[ConsentState]:
+        """The current state, from the latest decision per purpose (not the whole history)."""
+        return self.current(await self.records.latest(user_id, list(CONSENT_PURPOSES)))
+
     @staticmethod
     def current(history: list[ConsentRecord]) -> list[ConsentState]:
         """The latest decision per purpose; a purpose never decided on is not granted."""
@@ -54,7 +58,7 @@ class ConsentService:
     ) -> list[ConsentRecord]:
         """Append a record for each purpose whose state changes (the schema has already
         refused unknown purposes); unchanged ones leave no trace."""
-        state = {s.purpose: s.granted for s in self.current(await self.history(user_id))}
+        state = {s.purpose: s.granted for s in await self.latest(user_id)}
         now = utcnow()
         added = [
             ConsentRecord(

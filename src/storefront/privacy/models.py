@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storefront.platform.db import Base, new_id, utcnow
+from storefront.kit.db import Base, new_id, utcnow
 
 
 class ExportStatus(StrEnum):

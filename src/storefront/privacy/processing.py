@@ -73,8 +73,13 @@ def activities(settings: Settings) -> list[Activity]:
             "A tamper-evident trail of security-relevant actions.",
             "GDPR 6(1)(f): security, accountability (article 5(2))",
             ("user id", "client address", "action", "time"),
-            ("no one outside the operator",),
-            "Append-only; kept for the life of the service (no names or emails in it).",
+            (
+                "the operator; a shop's owners see the shop's entries without addresses "
+                "and without the ids of people outside the shop's staff",
+            ),
+            "Append-only; kept for the life of the service (no names or emails in it). "
+            f"Client addresses are removed {privacy.audit_address_retention_days} days "
+            "after the entry, and at once when the user is erased.",
         ),
         Activity(
             "idempotency",

@@ -14,12 +14,14 @@ A dry run counts everything in one read and rolls back. Categories:
   idle): none can be used again;
 - ``sessions``: sessions ended more than ``session_retention_days`` ago, with the client
   address and user agent they hold;
-- ``idempotency_records``: stored responses past ``STOREFRONT_IDEMPOTENCY__TTL_HOURS``.
+- ``idempotency_records``: stored responses past ``STOREFRONT_IDEMPOTENCY__TTL_HOURS``;
+- ``audit_addresses``: the client address (and its salt) of audit entries older than
+  ``audit_address_retention_days``; the entries stay and the chain still verifies
+  (decision record 0117).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,10 +29,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storefront.auditlog.log import expire_addresses
 from storefront.identity.personal_data import purge_sessions
-from storefront.platform.db import utcnow
-from storefront.platform.runtime import Runtime
+from storefront.jobs.periodic import PeriodicTask
+from storefront.kit.db import utcnow
 from storefront.privacy.models import DataExport, ExportStatus
+from storefront.resources import Resources
 from storefront.settings import Settings
 
 logger = logging.getLogger("storefront.privacy.retention")
@@ -40,6 +44,7 @@ CATEGORIES = (
     "refresh_tokens",
     "sessions",
     "idempotency_records",
+    "audit_addresses",
 )
 
 
@@ -92,12 +97,12 @@ async def _exports(
 
 
 async def _one_pass(
-    runtime: Runtime, settings: Settings, *, now: datetime, dry_run: bool, limit: int | None
+    resources: Resources, settings: Settings, *, now: datetime, dry_run: bool, limit: int | None
 ) -> dict[str, int]:
     """One transaction over every category (rolled back on a dry run)."""
     privacy = settings.privacy
     counts: dict[str, int] = {}
-    async with runtime.sessionmaker() as session:
+    async with resources.sessionmaker() as session:
         counts.update(
             await _exports(
                 session,
@@ -117,8 +122,14 @@ async def _one_pass(
                 limit=limit,
             )
         )
-        counts["idempotency_records"] = await runtime.idempotency.purge_expired(
+        counts["idempotency_records"] = await resources.idempotency.purge_expired(
             session, dry_run=dry_run, limit=limit
+        )
+        counts["audit_addresses"] = await expire_addresses(
+            session,
+            before=now - timedelta(days=privacy.audit_address_retention_days),
+            dry_run=dry_run,
+            limit=limit,
         )
         if dry_run:
             await session.rollback()
@@ -128,19 +139,19 @@ async def _one_pass(
 
 
 async def run_retention(
-    runtime: Runtime, settings: Settings, *, dry_run: bool = False
+    resources: Resources, settings: Settings, *, dry_run: bool = False
 ) -> RetentionReport:
     """Every category, in batches of ``retention_batch_size`` rows per transaction (a dry run:
     one read-only count, rolled back). The cut-off time is fixed at the start of the run."""
     now = utcnow()
     if dry_run:
-        counts = await _one_pass(runtime, settings, now=now, dry_run=True, limit=None)
+        counts = await _one_pass(resources, settings, now=now, dry_run=True, limit=None)
         return RetentionReport(True, {name: counts[name] for name in CATEGORIES}, batches=1)
     batch = settings.privacy.retention_batch_size
     totals = dict.fromkeys(CATEGORIES, 0)
     batches = 0
     while True:
-        counts = await _one_pass(runtime, settings, now=now, dry_run=False, limit=batch)
+        counts = await _one_pass(resources, settings, now=now, dry_run=False, limit=batch)
         batches += 1
         for name in CATEGORIES:
             totals[name] += counts[name]
@@ -148,54 +159,18 @@ async def run_retention(
             return RetentionReport(False, totals, batches=batches)
 
 
-async def run_periodically(runtime: Runtime, settings: Settings, stop: asyncio.Event) -> None:
-    """Run retention every ``STOREFRONT_PRIVACY__RETENTION_INTERVAL_SECONDS`` (the first run
-    one interval after the start) until ``stop`` is set. A failed run is logged; the next
-    one tries again. Several processes may run it: every statement is idempotent."""
-    interval = settings.privacy.retention_interval_seconds
-    if interval <= 0:
-        return
-    while True:
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
-        else:
-            return
-        try:
-            report = await run_retention(runtime, settings)
-        except Exception:
-            logger.exception("retention run failed")
-            continue
-        if report.total:
-            logger.info(
-                "retention deleted %s",
-                ", ".join(f"{name}={count}" for name, count in report.counts.items() if count),
-            )
-
-
-class RetentionSchedule:
+class RetentionSchedule(PeriodicTask):
     """The periodic retention task of one process (the worker, or the API process when jobs
-    run in-process)."""
+    run in-process), every ``STOREFRONT_PRIVACY__RETENTION_INTERVAL_SECONDS``. Several
+    processes may run it: every statement is idempotent."""
 
-    def __init__(self, runtime: Runtime, settings: Settings) -> None:
-        self.runtime = runtime
-        self.settings = settings
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self, resources: Resources, settings: Settings) -> None:
+        async def run() -> None:
+            report = await run_retention(resources, settings)
+            if report.total:
+                logger.info(
+                    "retention deleted %s",
+                    ", ".join(f"{name}={n}" for name, n in report.counts.items() if n),
+                )
 
-    def start(self) -> None:
-        if self.settings.privacy.retention_interval_seconds > 0 and self._task is None:
-            self._task = asyncio.create_task(
-                run_periodically(self.runtime, self.settings, self._stop),
-                name="storefront-retention",
-            )
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            task, self._task = self._task, None
-            try:
-                await asyncio.wait_for(task, timeout=10)
-            except TimeoutError:  # a run still going: its transaction rolls back
-                logger.warning("retention run cancelled at shutdown")
+        super().__init__("retention", settings.privacy.retention_interval_seconds, run)

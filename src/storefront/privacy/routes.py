@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from storefront.identity.deps import Client, CurrentPrincipal
-from storefront.platform.db import utcnow
-from storefront.platform.http.deps import RuntimeDep, SessionDep
-from storefront.platform.http.responses import NO_STORE, PROBLEM_RESPONSES, no_store
+from storefront.kit.db import utcnow
+from storefront.kit.inputs import STORABLE
 from storefront.privacy.consents import ConsentService
 from storefront.privacy.models import DataExport, ExportStatus
 from storefront.privacy.processing import CONSENT_PURPOSES
@@ -22,9 +22,20 @@ from storefront.privacy.schemas import (
 )
 from storefront.privacy.service import ErasureService, ExportService, effective_status
 from storefront.settings import Settings
+from storefront.web.deps import ResourcesDep, SessionDep
+from storefront.web.pagination import (
+    MAX_CURSOR_LENGTH,
+    MAX_PAGE_SIZE,
+    InvalidCursor,
+    decode_cursor,
+    encode_cursor,
+)
+from storefront.web.paths import API_PREFIX
+from storefront.web.responses import NO_STORE, PROBLEM_RESPONSES, no_store
+from storefront.web.route_policy import route_policy
 
 router = APIRouter(tags=["privacy"])
-EXPORTS = "/api/v1/users/me/exports"
+EXPORTS = f"{API_PREFIX}/users/me/exports"
 GONE_RESPONSES = {**PROBLEM_RESPONSES, 410: {**PROBLEM_RESPONSES[404], "description": "Expired"}}
 
 
@@ -56,14 +67,15 @@ def _export_out(export: DataExport) -> ExportOut:
     responses=PROBLEM_RESPONSES,
     summary="Request a copy of everything held about you (GDPR articles 15 and 20)",
 )
+@route_policy(rate="expensive")
 async def request_export(
     request: Request,
     principal: CurrentPrincipal,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> ExportAccepted:
-    export = await ExportService(session, runtime, _settings(request)).request(principal.user_id)
+    export = await ExportService(session, resources, _settings(request)).request(principal.user_id)
     response.headers["Location"] = f"{EXPORTS}/{export.id}"
     no_store(response)
     return ExportAccepted(id=export.id, status=export.status)
@@ -80,10 +92,10 @@ async def get_export(
     request: Request,
     principal: CurrentPrincipal,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> ExportOut:
-    export = await ExportService(session, runtime, _settings(request)).get(
+    export = await ExportService(session, resources, _settings(request)).get(
         principal.user_id, export_id
     )
     no_store(response)
@@ -104,9 +116,9 @@ async def download_export(
     request: Request,
     principal: CurrentPrincipal,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
 ) -> Response:
-    body = await ExportService(session, runtime, _settings(request)).download(
+    body = await ExportService(session, resources, _settings(request)).download(
         principal.user_id, export_id
     )
     return Response(
@@ -119,8 +131,32 @@ async def download_export(
     )
 
 
-async def _consents(service: ConsentService, user_id: uuid.UUID) -> ConsentsOut:
-    history = await service.history(user_id)
+HISTORY_PAGE = 50  # changes per page of a consent history, by default (decision 0128)
+HistoryLimit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE_SIZE, description="Changes per page of the history")
+]
+HistoryCursor = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_CURSOR_LENGTH,
+        description="`history_next_cursor` of the previous page: older changes",
+    ),
+    STORABLE,
+]
+
+
+async def _consents(
+    service: ConsentService,
+    user_id: uuid.UUID,
+    limit: int = HISTORY_PAGE,
+    cursor: str | None = None,
+) -> ConsentsOut:
+    before = None
+    if cursor is not None:
+        before = await service.records.get(user_id, decode_cursor(cursor) or uuid.UUID(int=0))
+        if before is None:
+            raise InvalidCursor("The cursor is malformed; use history_next_cursor as returned.")
+    history, more = await service.records.page(user_id, limit, before)
     return ConsentsOut(
         consents=[
             ConsentStateOut(
@@ -129,7 +165,7 @@ async def _consents(service: ConsentService, user_id: uuid.UUID) -> ConsentsOut:
                 granted=s.granted,
                 updated_at=s.updated_at,
             )
-            for s in ConsentService.current(history)
+            for s in await service.latest(user_id)
         ],
         history=[
             ConsentRecordOut(
@@ -137,6 +173,7 @@ async def _consents(service: ConsentService, user_id: uuid.UUID) -> ConsentsOut:
             )
             for r in history
         ],
+        history_next_cursor=encode_cursor(history[0].id) if more and history else None,
     )
 
 
@@ -144,13 +181,19 @@ async def _consents(service: ConsentService, user_id: uuid.UUID) -> ConsentsOut:
     "/users/me/consents",
     response_model=ConsentsOut,
     responses=PROBLEM_RESPONSES,
-    summary="Your consents per purpose, with every change",
+    summary="Your consents per purpose, with their changes (newest first by page)",
 )
 async def get_consents(
-    principal: CurrentPrincipal, session: SessionDep, response: Response
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    response: Response,
+    history_limit: HistoryLimit = HISTORY_PAGE,
+    history_cursor: HistoryCursor = None,
 ) -> ConsentsOut:
     no_store(response)
-    return await _consents(ConsentService(session), principal.user_id)
+    return await _consents(
+        ConsentService(session), principal.user_id, history_limit, history_cursor
+    )
 
 
 @router.put(
@@ -159,6 +202,8 @@ async def get_consents(
     responses=PROBLEM_RESPONSES,
     summary="Grant or withdraw consents: `{purpose: true|false, ...}`; only changes are recorded",
 )
+# each change adds a consent record and an audit entry (decision 0128)
+@route_policy(rate="consents")
 async def put_consents(
     body: ConsentsIn, principal: CurrentPrincipal, session: SessionDep, response: Response
 ) -> ConsentsOut:
@@ -175,7 +220,7 @@ async def put_consents(
     summary="Erase your account (needs a recent sign-in); orders stay without personal data",
 )
 async def erase_me(
-    principal: CurrentPrincipal, session: SessionDep, runtime: RuntimeDep, client: Client
+    principal: CurrentPrincipal, session: SessionDep, resources: ResourcesDep, client: Client
 ) -> Response:
-    await ErasureService(session, runtime).erase(principal, client)
+    await ErasureService(session, resources).erase(principal, client)
     return Response(status_code=status.HTTP_202_ACCEPTED, headers={"Cache-Control": NO_STORE})

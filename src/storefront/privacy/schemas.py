@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, RootModel, StrictBool, field_validator
 
+from storefront.kit.inputs import Text
 from storefront.privacy.models import ExportStatus
 from storefront.privacy.processing import CONSENT_PURPOSES
 
@@ -29,7 +30,7 @@ class ExportAccepted(BaseModel):
     status: ExportStatus
 
 
-class ConsentsIn(RootModel[dict[str, StrictBool]]):
+class ConsentsIn(RootModel[dict[Text, StrictBool]]):
     """``{purpose: granted, ...}`` for one or more of the documented purposes."""
 
     @field_validator("root")
@@ -61,4 +62,6 @@ class ConsentRecordOut(BaseModel):
 
 class ConsentsOut(BaseModel):
     consents: list[ConsentStateOut]
+    # the newest changes (a page of them), oldest first; older ones: ?history_cursor=
     history: list[ConsentRecordOut]
+    history_next_cursor: str | None = None

@@ -8,20 +8,21 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storefront.identity.deps import Principal
+from storefront import auditlog as audit
+from storefront.auth.principal import Principal
 from storefront.identity.personal_data import erase_account
 from storefront.identity.service import require_recent_auth
 from storefront.identity.sessions import ClientInfo
-from storefront.platform import audit
-from storefront.platform.db import utcnow
-from storefront.platform.errors import Conflict, Gone, NotFound
-from storefront.platform.runtime import Runtime
+from storefront.kit.db import utcnow
+from storefront.kit.errors import Conflict, Gone, NotFound
 from storefront.privacy.archive import archive_aad
 from storefront.privacy.consents import ERASURE_SOURCE, ConsentService
 from storefront.privacy.models import DataExport, ExportStatus
 from storefront.privacy.repository import ExportRepository
 from storefront.privacy.tasks import build_export, export_ttl
+from storefront.resources import Resources
 from storefront.settings import Settings
+from storefront.shops.service import ShopService
 
 # --- exports --------------------------------------------------------------------------------
 
@@ -34,15 +35,26 @@ def effective_status(export: DataExport, now: datetime) -> ExportStatus:
 
 
 class ExportService:
-    def __init__(self, session: AsyncSession, runtime: Runtime, settings: Settings) -> None:
+    def __init__(self, session: AsyncSession, resources: Resources, settings: Settings) -> None:
         self.session = session
-        self.runtime = runtime
+        self.resources = resources
         self.settings = settings
         self.exports = ExportRepository(session)
 
     async def request(self, user_id: uuid.UUID) -> DataExport:
-        """A queued export; the job that builds it is sent once this transaction commits."""
+        """A queued export; the job that builds it is sent once this transaction commits.
+
+        At most ``max_live_exports`` unexpired ones per user, counted under a per-user lock
+        so requests sent together cannot all pass (decision 0123)."""
+        await self.exports.lock_user(user_id)
         now = utcnow()
+        limit = self.settings.privacy.max_live_exports
+        if await self.exports.count_live(user_id, now) >= limit:
+            raise Conflict(
+                f"You already have {limit} exports that are not over (queued, running or "
+                "ready to download): download one of them, or request a new one once one "
+                "has expired."
+            )
         export = await self.exports.add(
             DataExport(
                 user_id=user_id,
@@ -52,8 +64,8 @@ class ExportService:
                 expires_at=now + export_ttl(self.settings),
             )
         )
-        if self.runtime.jobs is not None:
-            self.runtime.jobs.defer(self.session, build_export, export_id=str(export.id))
+        if self.resources.jobs is not None:
+            self.resources.jobs.defer(self.session, build_export, export_id=str(export.id))
         audit.record(
             self.session,
             "user.export_requested",
@@ -80,7 +92,7 @@ class ExportService:
                 if status in {ExportStatus.queued, ExportStatus.running}
                 else "This export failed; request a new one."
             )
-        archive = await self.runtime.vault.open_for(
+        archive = await self.resources.vault.open_for(
             self.session, user_id, export.archive_sealed, aad=archive_aad(export.id)
         )
         if archive is None:  # pragma: no cover - an erased user cannot sign in
@@ -101,19 +113,22 @@ class ExportService:
 class ErasureService:
     """DELETE /users/me: everything in one transaction (docs/privacy.md, "Erasure")."""
 
-    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+    def __init__(self, session: AsyncSession, resources: Resources) -> None:
         self.session = session
-        self.runtime = runtime
+        self.resources = resources
 
     async def erase(self, principal: Principal, client: ClientInfo) -> None:
-        require_recent_auth(self.runtime, principal.auth_time)
+        require_recent_auth(self.resources, principal.auth_time)
         user_id = principal.user_id
         # identity: sessions revoked (access tokens blocked), sign-in impossible, the email's
         # blind index cleared, session addresses and user agents dropped, MFA deleted, the
         # sign-in throttling counters about the account purged
-        await erase_account(self.session, self.runtime, user_id, client)
+        await erase_account(self.session, self.resources, user_id, client)
+        # shops: no longer a member anywhere (a shop left without owners is handed over by a
+        # platform administrator; decision 0124)
+        await ShopService(self.session).end_memberships_of(user_id, reason="erased")
         # idempotency records keep whole responses (an order's address): gone
-        await self.runtime.idempotency.delete_owned_by(self.session, str(user_id))
+        await self.resources.idempotency.delete_owned_by(self.session, str(user_id))
         # pending and finished exports: their archives are the user's data
         await ExportRepository(self.session).delete_for_user(user_id)
         # consent history is kept as proof (GDPR 7(1)) under the now anonymous id; every
@@ -125,7 +140,11 @@ class ErasureService:
             await consents.update(user_id, withdrawn, source=ERASURE_SOURCE)
         # crypto-shredding: email, display name, order addresses and phones, export archives
         # (in this database and in every backup) become unreadable
-        await self.runtime.vault.destroy(self.session, user_id)
+        await self.resources.vault.destroy(self.session, user_id)
+        # the audit log keeps what happened under the opaque id; the client addresses of the
+        # user's entries (and of those this transaction records) are nulled, the chain
+        # still verifies through their commitments (decision record 0115)
+        await audit.erase_personal_fields(self.session, user_id)
         audit.record(
             self.session,
             "user.erased",

@@ -7,14 +7,14 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from storefront.platform.db import utcnow
-from storefront.platform.jobs import job
+from storefront.jobs.queue import job
+from storefront.kit.db import utcnow
 from storefront.privacy.archive import archive_aad, build_archive
 from storefront.privacy.models import ExportStatus
 from storefront.privacy.repository import ExportRepository
 
 if TYPE_CHECKING:
-    from storefront.platform.runtime import Runtime
+    from storefront.resources import Resources
     from storefront.settings import Settings
 
 logger = logging.getLogger("storefront.privacy.tasks")
@@ -27,28 +27,26 @@ def export_ttl(settings: Settings) -> timedelta:
 
 
 @job("privacy.build_export")
-async def build_export(runtime: Runtime, *, export_id: str) -> None:
+async def build_export(resources: Resources, *, export_id: str) -> None:
     """Build, seal and store the archive of one export request. A second delivery of the
     same message rebuilds it (same result); a finished, failed or deleted request is left
     alone. A failure marks the request failed (the user asks again) and is logged."""
-    settings = runtime.settings
-    if settings is None:  # pragma: no cover - build_runtime always sets it
-        raise RuntimeError("the runtime carries no settings")
+    settings = resources.settings
     key = uuid.UUID(export_id)
-    async with runtime.sessionmaker() as session:
+    async with resources.sessionmaker() as session:
         export = await ExportRepository(session).get(key)
         if export is None or export.status not in PENDING:
             return
         export.status = ExportStatus.running
         await session.commit()
     try:
-        async with runtime.sessionmaker() as session:
+        async with resources.sessionmaker() as session:
             export = await ExportRepository(session).get(key)
             if export is None or export.status not in PENDING:
                 return  # erased (or finished) meanwhile
-            archive = await build_archive(session, runtime, settings, export.user_id, key)
+            archive = await build_archive(session, resources, settings, export.user_id, key)
             now = utcnow()
-            export.archive_sealed = await runtime.vault.seal_for(
+            export.archive_sealed = await resources.vault.seal_for(
                 session, export.user_id, archive.decode(), aad=archive_aad(key)
             )
             export.size_bytes = len(archive)
@@ -58,7 +56,7 @@ async def build_export(runtime: Runtime, *, export_id: str) -> None:
             await session.commit()
     except Exception:
         logger.exception("export %s failed", export_id)
-        async with runtime.sessionmaker() as session:
+        async with resources.sessionmaker() as session:
             export = await ExportRepository(session).get(key)
             if export is not None and export.status in PENDING:
                 now = utcnow()
@@ -68,3 +66,6 @@ async def build_export(runtime: Runtime, *, export_id: str) -> None:
                 await session.commit()
         return
     logger.info("export %s ready (%d bytes)", export_id, len(archive))
+
+
+JOBS = (build_export,)  # what this domain runs in the job queue

@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import Enum, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storefront.platform.db import Base, TimestampMixin, new_id, utcnow
+from storefront.kit.db import Base, TimestampMixin, new_id, utcnow
 
 
 class Role(StrEnum):
@@ -21,6 +21,11 @@ class Shop(TimestampMixin, Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(120))
     slug: Mapped[str] = mapped_column(String(63), unique=True)
+    # what one customer may hold unpaid (decision 0118); None: the platform default
+    max_line_quantity: Mapped[int | None] = mapped_column(default=None)
+    max_order_units: Mapped[int | None] = mapped_column(default=None)
+    max_pending_units: Mapped[int | None] = mapped_column(default=None)
+    max_pending_stock_percent: Mapped[int | None] = mapped_column(default=None)
 
 
 class Membership(Base):

@@ -6,17 +6,25 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from storefront.kit.inputs import ONE_LINE, STORABLE
 from storefront.shops.models import Role
 
 Slug = Annotated[
-    str, StringConstraints(min_length=3, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
+    str,
+    StringConstraints(min_length=3, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$"),
+    STORABLE,
 ]
 
 
 class ShopIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
+        ONE_LINE,
+        STORABLE,
+    ]
     slug: Slug
 
 
@@ -27,6 +35,21 @@ class ShopOut(BaseModel):
     name: str
     slug: str
     created_at: datetime
+
+
+class ShopSummaryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    slug: str
+
+
+class MyShopOut(BaseModel):
+    """One of the caller's memberships: the shop and the caller's role in it."""
+
+    shop: ShopSummaryOut
+    role: Role
 
 
 class MemberIn(BaseModel):

@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storefront.platform.db import Base, TimestampMixin, new_id
+from storefront.kit.db import Base, TimestampMixin, new_id
 
 
 class WebhookEndpoint(TimestampMixin, Base):

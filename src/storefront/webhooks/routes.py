@@ -4,9 +4,10 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from storefront.identity.deps import CurrentPrincipal
-from storefront.platform.http.deps import RuntimeDep, SessionDep
-from storefront.platform.http.responses import PROBLEM_RESPONSES, no_store
+from storefront.web.deps import ResourcesDep, SessionDep
+from storefront.web.paths import API_PREFIX
+from storefront.web.responses import PROBLEM_RESPONSES, no_store
+from storefront.webhooks.auth import WebhookManager
 from storefront.webhooks.schemas import WebhookCreatedOut, WebhookIn, WebhookOut
 from storefront.webhooks.service import WebhookService
 
@@ -21,15 +22,16 @@ router = APIRouter(tags=["webhooks"])
     summary="Subscribe an HTTPS endpoint to order events (owner); the secret is shown once",
 )
 async def create_webhook(
-    shop_id: uuid.UUID,
     body: WebhookIn,
-    principal: CurrentPrincipal,
+    manager: WebhookManager,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> WebhookCreatedOut:
-    endpoint, secret = await WebhookService(session, runtime).create(principal, shop_id, body)
-    response.headers["Location"] = f"/api/v1/shops/{shop_id}/webhooks/{endpoint.id}"
+    shop_id = manager.shop_id
+    service = WebhookService(session, resources)
+    endpoint, secret = await service.create(manager.principal, shop_id, body)
+    response.headers["Location"] = f"{API_PREFIX}/shops/{shop_id}/webhooks/{endpoint.id}"
     no_store(response)
     out = WebhookOut.model_validate(endpoint)
     return WebhookCreatedOut(**out.model_dump(), secret=secret)
@@ -41,14 +43,14 @@ async def create_webhook(
     responses=PROBLEM_RESPONSES,
 )
 async def list_webhooks(
-    shop_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    manager: WebhookManager,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
     response: Response,
 ) -> list[WebhookOut]:
     no_store(response)
-    endpoints = await WebhookService(session, runtime).endpoints(principal, shop_id)
+    service = WebhookService(session, resources)
+    endpoints = await service.endpoints(manager.principal, manager.shop_id)
     return [WebhookOut.model_validate(endpoint) for endpoint in endpoints]
 
 
@@ -58,10 +60,10 @@ async def list_webhooks(
     responses=PROBLEM_RESPONSES,
 )
 async def delete_webhook(
-    shop_id: uuid.UUID,
     endpoint_id: uuid.UUID,
-    principal: CurrentPrincipal,
+    manager: WebhookManager,
     session: SessionDep,
-    runtime: RuntimeDep,
+    resources: ResourcesDep,
 ) -> None:
-    await WebhookService(session, runtime).delete(principal, shop_id, endpoint_id)
+    service = WebhookService(session, resources)
+    await service.delete(manager.principal, manager.shop_id, endpoint_id)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storefront.identity.deps import Principal
-from storefront.platform.audit import record
-from storefront.platform.db import utcnow
-from storefront.platform.errors import Conflict, NotFound, UnprocessableEntity
-from storefront.platform.outbound import OutboundClient, OutboundRefused
+from storefront.auditlog import record
+from storefront.auth.principal import Principal
+from storefront.infra.outbound import OutboundClient, OutboundRefused
+from storefront.kit.db import utcnow
+from storefront.kit.errors import Conflict, NotFound, UnprocessableEntity
 from storefront.shops.service import ShopService
 from storefront.webhooks.models import WebhookEndpoint
 from storefront.webhooks.repository import WebhookRepository
@@ -30,8 +30,8 @@ from storefront.webhooks.signing import new_secret, secret_box
 from storefront.webhooks.tasks import deliver_webhook
 
 if TYPE_CHECKING:
-    from storefront.platform.jobs import JobQueue
-    from storefront.platform.runtime import Runtime
+    from storefront.jobs.queue import JobQueue
+    from storefront.resources import Resources
 
 MAX_ENDPOINTS_PER_SHOP = 10
 
@@ -42,16 +42,14 @@ class WebhookUrlRefused(UnprocessableEntity):
 
 
 class WebhookService:
-    def __init__(self, session: AsyncSession, runtime: Runtime) -> None:
+    def __init__(self, session: AsyncSession, resources: Resources) -> None:
         self.session = session
-        self.runtime = runtime
+        self.resources = resources
         self.repo = WebhookRepository(session)
         self.shops = ShopService(session)
 
     def _client(self) -> OutboundClient:
-        if self.runtime.http is None:  # pragma: no cover - build_runtime always makes one
-            raise RuntimeError("no outgoing HTTP client")
-        return self.runtime.http
+        return self.resources.http
 
     async def create(
         self, principal: Principal, shop_id: uuid.UUID, data: WebhookIn
@@ -61,6 +59,8 @@ class WebhookService:
             self._client().check(data.url)
         except OutboundRefused as exc:
             raise WebhookUrlRefused(f"This webhook URL is not allowed: {exc}.") from exc
+        # counted under the shop's lock: concurrent creations cannot all see room for one more
+        await self.shops.lock(shop_id)
         if await self.repo.count(shop_id) >= MAX_ENDPOINTS_PER_SHOP:
             raise Conflict(f"A shop has at most {MAX_ENDPOINTS_PER_SHOP} webhook endpoints.")
         secret = new_secret()
@@ -68,7 +68,7 @@ class WebhookService:
             shop_id=shop_id,
             url=data.url,
             events=sorted({event.value for event in data.events}),
-            secret_sealed=secret_box(self.runtime).seal(secret.encode()),
+            secret_sealed=secret_box(self.resources).seal(secret.encode()),
         )
         await self.repo.add(endpoint)
         # the URL is the shop's, not a person's; events as a comma list (details are flat)

@@ -6,16 +6,16 @@ import base64
 import secrets
 from typing import TYPE_CHECKING
 
-from storefront.platform.security.secretbox import SecretBox
+from storefront.kit.secretbox import SecretBox
 
 if TYPE_CHECKING:
-    from storefront.platform.runtime import Runtime
+    from storefront.resources import Resources
 
 SEALING_PURPOSE = "storefront webhook secrets"
 
 
-def secret_box(runtime: Runtime) -> SecretBox:
-    return SecretBox(runtime.security.auth.jwt_secret.get_secret_value(), purpose=SEALING_PURPOSE)
+def secret_box(resources: Resources) -> SecretBox:
+    return SecretBox(resources.security.auth.jwt_secret.get_secret_value(), purpose=SEALING_PURPOSE)
 
 
 def new_secret() -> str:

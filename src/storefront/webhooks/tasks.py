@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING
 
 from standardwebhooks.webhooks import Webhook
 
-from storefront.platform.audit import record
-from storefront.platform.jobs import job
-from storefront.platform.observability import metrics
-from storefront.platform.outbound import OutboundRefused
+from storefront.auditlog import record
+from storefront.infra.outbound import OutboundRefused
+from storefront.jobs.queue import job
+from storefront.webhooks import metrics
 from storefront.webhooks.repository import WebhookRepository
 from storefront.webhooks.signing import secret_box
 
 if TYPE_CHECKING:
-    from storefront.platform.runtime import Runtime
+    from storefront.resources import Resources
 
 logger = logging.getLogger("storefront.webhooks")
 
@@ -26,8 +26,8 @@ class WebhookDeliveryFailed(Exception):
     """The receiver did not accept the message (non-2xx): the job is retried."""
 
 
-async def _disable(runtime: Runtime, endpoint_id: uuid.UUID, reason: str) -> None:
-    async with runtime.sessionmaker() as session, session.begin():
+async def _disable(resources: Resources, endpoint_id: uuid.UUID, reason: str) -> None:
+    async with resources.sessionmaker() as session, session.begin():
         await WebhookRepository(session).disable(endpoint_id, reason)
         record(
             session,
@@ -40,7 +40,7 @@ async def _disable(runtime: Runtime, endpoint_id: uuid.UUID, reason: str) -> Non
 
 @job("webhooks.deliver")
 async def deliver_webhook(
-    runtime: Runtime,
+    resources: Resources,
     *,
     endpoint_id: str,
     message_id: str,
@@ -56,14 +56,14 @@ async def deliver_webhook(
     else (other statuses, timeouts, connection errors): raised, so the job is retried.
     """
     key = uuid.UUID(endpoint_id)
-    async with runtime.sessionmaker() as session:
+    async with resources.sessionmaker() as session:
         endpoint = await WebhookRepository(session).by_id(key)
         if endpoint is None or not endpoint.is_active:
             metrics.record_webhook_delivery(event, "skipped")
             logger.info("webhook endpoint %s is gone or disabled; %s dropped", key, message_id)
             return
         url = endpoint.url
-        secret = secret_box(runtime).open(endpoint.secret_sealed).decode()
+        secret = secret_box(resources).open(endpoint.secret_sealed).decode()
     at = datetime.fromtimestamp(timestamp, tz=UTC)
     signature = Webhook(secret).sign(msg_id=message_id, timestamp=at, data=body)
     headers = {
@@ -72,10 +72,8 @@ async def deliver_webhook(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature,
     }
-    if runtime.http is None:  # pragma: no cover - build_runtime always makes one
-        raise RuntimeError("no outgoing HTTP client")
     try:
-        status, _ = await runtime.http.post(url, body=body.encode(), headers=headers)
+        status, _ = await resources.http.post(url, body=body.encode(), headers=headers)
     except OutboundRefused as exc:
         metrics.record_webhook_delivery(event, "refused")
         logger.warning("webhook %s to endpoint %s refused: %s", message_id, key, exc)
@@ -89,8 +87,11 @@ async def deliver_webhook(
         return
     if status == 410:
         metrics.record_webhook_delivery(event, "gone")
-        await _disable(runtime, key, "receiver answered 410 Gone")
+        await _disable(resources, key, "receiver answered 410 Gone")
         logger.info("webhook endpoint %s answered 410 Gone: disabled", key)
         return
     metrics.record_webhook_delivery(event, "failed")
     raise WebhookDeliveryFailed(f"endpoint {key} answered {status} to {message_id}")
+
+
+JOBS = (deliver_webhook,)  # what this domain runs in the job queue

@@ -1,0 +1,1 @@
+"""Access tokens, signing keys, revocation, throttles and password hashing."""

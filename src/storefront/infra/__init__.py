@@ -1,0 +1,1 @@
+"""Process clients: Redis, mail, the outbound HTTP client, dependency status."""

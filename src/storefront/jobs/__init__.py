@@ -1,0 +1,1 @@
+"""Background jobs: the broker, the transactional outbox, periodic tasks."""

@@ -1,0 +1,1 @@
+"""Pure helpers: nothing stateful, nothing of ours above them."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: middleware, dependencies, limits, problems, health, serving."""

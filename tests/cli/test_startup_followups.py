@@ -1,0 +1,80 @@
+"""More start-up refusals (decisions 0126, 0127): an in-memory database in
+production, `storefront worker` without a broker, a metrics directory that does not exist.
+Each runs the real CLI in a subprocess and reads what an operator reads."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import CLI, cli_env, run_cli
+
+EXIT_CONFIG = 2
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own CLI
+        CLI + args, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _assert_config_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert done.returncode == EXIT_CONFIG, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.stdout == "", done.stdout  # errors go to stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("error: "), done.stderr
+    assert lines[-1].startswith("fix: "), done.stderr
+    for needle in needles:
+        assert needle in done.stderr, done.stderr
+
+
+def _production_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    generated = run_cli(["secrets", "generate"], cli_env(f"sqlite:///{tmp_path / 'x.db'}"))
+    secrets = dict(line.split("=", 1) for line in generated.splitlines() if line and line[0] != "#")
+    return cli_env(
+        database_url,
+        STOREFRONT_ENVIRONMENT="production",
+        STOREFRONT_DEPLOYMENT_NAME="shop-prod",
+        **secrets,
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///:memory:", "sqlite://", "sqlite+aiosqlite:///file::memory:?uri=true"]
+)
+def test_production_refuses_an_in_memory_database(url: str, tmp_path: Path) -> None:
+    done = _run(["migrate"], _production_env(url, tmp_path))
+    assert done.returncode == EXIT_CONFIG, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "STOREFRONT_DATABASE_URL" in done.stderr
+    assert "in-memory" in done.stderr
+
+
+def test_production_accepts_a_database_file(tmp_path: Path) -> None:
+    env = _production_env(f"sqlite:///{tmp_path / 'shop.db'}", tmp_path)
+    run_cli(["migrate"], env)  # the settings validate and the schema is created
+    assert (tmp_path / "shop.db").exists()
+
+
+def test_worker_without_a_broker_explains_on_stderr(tmp_path: Path) -> None:
+    done = _run(["worker"], cli_env(f"sqlite:///{tmp_path / 'w.db'}"))
+    _assert_config_error(done, "STOREFRONT_BROKER_URL")
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker"]])
+def test_a_missing_metrics_directory_is_a_configuration_error(
+    command: list[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-dir" / "metrics"
+    env = cli_env(
+        f"sqlite:///{tmp_path / 'm.db'}",
+        STOREFRONT_BROKER_URL="redis://127.0.0.1:1/0",
+        STOREFRONT_PORT="1",  # never reached
+    )
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(missing)
+    done = _run(command, env)
+    _assert_config_error(done, "PROMETHEUS_MULTIPROC_DIR", str(missing))
+    assert not missing.exists()  # nothing created behind the operator's back

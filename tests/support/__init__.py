@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: the per-worker app cache, problem assertions, API paths."""

@@ -1,0 +1,219 @@
+"""Servers for tests: free loopback ports, the `storefront` CLI in a subprocess (run a command,
+serve, wait until ready, stop), a redis-server of a test's own, and a TCP proxy that cuts a
+client off from a real server and lets it back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx2
+from redis import Redis as SyncRedis
+from redis.exceptions import RedisError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+CLI = [sys.executable, "-m", "storefront.cli"]
+
+
+def cli_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a `storefront` subprocess: this one without any STOREFRONT_* setting,
+    the database, cheap password hashing (tests only), and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
+    env.update(
+        STOREFRONT_DATABASE_URL=database_url,
+        STOREFRONT_AUTH__ARGON2_TIME_COST="1",
+        STOREFRONT_AUTH__ARGON2_MEMORY_KIB="1024",
+        STOREFRONT_AUTH__ARGON2_PARALLELISM="1",
+        # tests poll /readyz and /healthz several times a second while they wait
+        STOREFRONT_PROTECTION__OPERATIONS_RATE="100000/minute",
+        **extra,
+    )
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> str:
+    """Run one `storefront` command to its end; its output, or a failure showing it."""
+    done = subprocess.run(  # noqa: S603 - our own CLI
+        CLI + args, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def serve(env: dict[str, str], port: int | None = None) -> tuple[subprocess.Popen[str], str]:
+    """`storefront serve` on ``port`` (a free one by default): the process (its output piped,
+    as text) and its base URL. Wait for it with :func:`wait_ready`, end it with :func:`stop`."""
+    port = port or free_port()
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        [*CLI, "serve"],
+        env={**env, "STOREFRONT_PORT": str(port)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop(
+    proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM, within: float = 30
+) -> str:
+    """Send ``sig`` and wait; kill it if it has not exited ``within`` seconds. Its output."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ""
+
+
+def wait_ready(base: str, proc: subprocess.Popen[Any], within: float = 120) -> None:
+    """Until ``base``/readyz answers 200. Generous by default: worker processes boot slowly
+    on a busy two-core host. Fails at once, with its output, if the process exits."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"the server exited before it was ready:\n{output}")
+        try:
+            if httpx2.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become ready")
+
+
+class OwnRedis:
+    """A throwaway redis-server on a loopback port (no persistence), so a test can stop,
+    pause and start it mid-run."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.proc = subprocess.Popen(  # noqa: S603 - a fixed local binary
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            client = SyncRedis(port=self.port, socket_connect_timeout=0.2)
+            try:
+                if client.ping():
+                    return
+            except (OSError, RedisError):  # not up yet
+                time.sleep(0.05)
+            finally:
+                client.close()
+        raise AssertionError("redis-server did not start")
+
+    def pause(self, ms: int) -> None:
+        """Every client's commands wait ``ms`` milliseconds (a server that hangs)."""
+        client = SyncRedis(port=self.port)
+        try:
+            client.client_pause(ms)  # CLIENT PAUSE <ms>: mode ALL, the default
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Kill it (a crash: its clients see their connections drop)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class TcpProxy:
+    """Forwards a free loopback port to ``host:port`` (a real Redis, RabbitMQ...).
+
+    ``down()`` stops listening and cuts every open connection, so clients see the server
+    vanish (connections refused); ``up()`` listens again on the same port. It runs on the
+    caller's event loop.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> TcpProxy:
+        await self.up()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.down()
+
+    @property
+    def is_up(self) -> bool:
+        return self._server is not None
+
+    async def up(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def down(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, upstream_writer))
+        try:
+            await asyncio.gather(
+                self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+            )
+        finally:
+            for w in (writer, upstream_writer):
+                self._writers.discard(w)
+                w.transport.abort()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()

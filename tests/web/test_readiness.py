@@ -1,0 +1,36 @@
+"""Readiness follows the schema: an unmigrated database is not ready; a migrated one is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import httpx2
+from asgi_lifespan import LifespanManager
+
+from storefront.app import create_app
+from storefront.cli import run_migrations
+from storefront.migration_head import head_revision
+from tests.conftest import make_settings
+
+
+async def _readyz(url: str) -> httpx2.Response:
+    app = create_app(make_settings(url))
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/readyz")
+
+
+async def test_not_ready_until_migrated(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ready.db'}"
+    before = await _readyz(url)
+    assert before.status_code == 503
+    assert before.headers["content-type"] == "application/problem+json"
+    assert before.json()["checks"]["schema"]["status"] == "down"
+
+    # Alembic's env.py runs its own event loop: migrate from a worker thread
+    await anyio.to_thread.run_sync(lambda: run_migrations(database_url=url))
+    after = await _readyz(url)
+    assert after.status_code == 200
+    assert after.json()["checks"]["schema"] == {"status": "up", "revision": head_revision()}
