@@ -21,10 +21,10 @@ from sqlalchemy import select
 
 from storefront.app import create_app
 from storefront.identity.deps import CurrentPrincipal
+from storefront.kit.errors import Forbidden
 from storefront.orders.models import Order, OrderLine
-from storefront.platform.errors import Forbidden
-from storefront.platform.http.deps import SessionDep
 from storefront.shops.service import ShopService
+from storefront.web.deps import SessionDep
 
 
 def bare() -> FastAPI:
@@ -43,7 +43,7 @@ def pk() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        state["pool"] = await asyncpg.create_pool(dsn, min_size=10, max_size=15)
+        state["pool"] = await asyncpg.create_pool(dsn, min_size=2, max_size=15)
         yield
         await state["pool"].close()
 

@@ -164,9 +164,9 @@ async def load_orders(dsn: str, shop_id: str, customer_id: str, n: int) -> float
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from storefront.orders.sealing import address_aad
-    from storefront.platform.crypto.config import build_vault
-    from storefront.platform.crypto.vault import seal_value, unwrap_data_key
     from storefront.settings import Settings
+    from storefront.vault.config import build_vault
+    from storefront.vault.envelope import seal_value, unwrap_data_key
 
     started = time.perf_counter()
     conn = await asyncpg.connect(dsn)
@@ -259,12 +259,11 @@ NAIVE = r"""
 import asyncio, sys, uuid
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from storefront.platform.db import create_engine, create_sessionmaker
+from storefront.kit.db import create_engine, create_sessionmaker
 from storefront.orders.models import Order
 from storefront.orders.schemas import OrderOut
-from storefront.orders.sealing import orders_out
-from storefront.platform.crypto.config import build_vault
-from storefront.platform.crypto.vault import VAULT_INFO_KEY
+from storefront.orders.serialise import orders_out
+from storefront.vault.config import build_vault
 from storefront.settings import Settings
 from pydantic import TypeAdapter
 
@@ -272,11 +271,11 @@ async def main() -> None:
     engine = create_engine(sys.argv[1], statement_timeout_ms=0)
     print("ready", flush=True); sys.stdin.readline()
     vault = build_vault(Settings(environment="development"))
-    async with create_sessionmaker(engine, info={VAULT_INFO_KEY: vault})() as session:
+    async with create_sessionmaker(engine)() as session:
         stmt = (select(Order).where(Order.shop_id == uuid.UUID(sys.argv[2]))
                 .order_by(Order.id).limit(int(sys.argv[3])).options(selectinload(Order.lines)))
         orders = (await session.execute(stmt)).scalars().all()
-        body = TypeAdapter(list[OrderOut]).dump_json(await orders_out(session, orders))
+        body = TypeAdapter(list[OrderOut]).dump_json(await orders_out(session, orders, vault=vault))
     print(len(orders), len(body), flush=True)
     await engine.dispose()
 
