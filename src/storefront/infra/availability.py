@@ -17,6 +17,7 @@ import asyncio
 import contextvars
 import logging
 import random
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -105,24 +106,36 @@ def _short(err: object) -> str:
 
 
 class DependencyStatus:
-    """Up or down, logged once per change of state (not per failed attempt)."""
+    """Up or down, logged once per change of state (not per failed attempt).
+
+    A probe that began before the last change of state is stale: a readiness check whose
+    PING answered just before Redis died, applied after a request saw it gone, must not
+    announce "available again" (nor a stale failure a new outage). Callers that know when
+    they looked pass ``observed_at`` (``time.monotonic()`` when the probe began)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.down_reason: str | None = None
+        self.changed_at = float("-inf")
 
     @property
     def is_up(self) -> bool:
         return self.down_reason is None
 
-    def down(self, reason: str) -> None:
+    def down(self, reason: str, *, observed_at: float | None = None) -> None:
         if self.down_reason is None:
+            if observed_at is not None and observed_at < self.changed_at:
+                return  # seen before it came back: stale
             logger.warning("%s unavailable: %s, retrying with backoff", self.name, reason)
+            self.changed_at = time.monotonic()
         self.down_reason = reason
 
-    def up(self) -> None:
+    def up(self, *, observed_at: float | None = None) -> None:
         if self.down_reason is not None:
+            if observed_at is not None and observed_at < self.changed_at:
+                return  # seen before it went away: stale
             self.down_reason = None
+            self.changed_at = time.monotonic()
             logger.info("%s available again", self.name)
 
 

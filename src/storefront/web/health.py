@@ -220,43 +220,47 @@ class ReadinessMonitor:
         self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> Readiness:
+        started = time.monotonic()
         result = await evaluate(
             self.resources, role=self.role, within=self.timeout, broker_url=self.broker_url
         )
         self.last = result
         metrics.set_ready(result.ready)
-        self._note_dependencies(result)
+        self._note_dependencies(result, observed_at=started)
         return result
 
     @staticmethod
-    def _note_dependencies(result: Readiness) -> None:
+    def _note_dependencies(result: Readiness, *, observed_at: float) -> None:
+        """What the checks saw, as of ``observed_at`` (when they began): a change of state
+        recorded since then (a request that saw Redis die mid-check) is newer and stands."""
         checks = result.checks
         database = dependency("database")
         db, schema = checks.get("db_primary"), checks.get("schema")
         if db is not None and db["status"] != "up":
-            database.down(str(db.get("reason") or db.get("error") or "not answering"))
+            database.down(
+                str(db.get("reason") or db.get("error") or "not answering"),
+                observed_at=observed_at,
+            )
         elif schema is not None and schema["status"] != "up":
             if "error" in schema:
-                database.down(f"schema not readable ({schema['error']}): not migrated?")
+                reason = f"schema not readable ({schema['error']}): not migrated?"
             else:
-                database.down(
+                reason = (
                     f"schema at revision {schema.get('current')}, "
                     f"expected {schema.get('expected')}: migrate it"
                 )
+            database.down(reason, observed_at=observed_at)
         elif db is not None and schema is not None:
-            database.up()
-        redis = checks.get("redis")
-        if redis is not None:
-            if redis["status"] == "up":
-                dependency("redis").up()
+            database.up(observed_at=observed_at)
+        for name in ("redis", "broker"):
+            check = checks.get(name)
+            if check is None:
+                continue
+            if check["status"] == "up":
+                dependency(name).up(observed_at=observed_at)
             else:
-                dependency("redis").down(str(redis.get("error") or "not answering"))
-        broker = checks.get("broker")
-        if broker is not None:
-            if broker["status"] == "up":
-                dependency("broker").up()
-            else:
-                dependency("broker").down(str(broker.get("error") or "not answering"))
+                reason = str(check.get("error") or "not answering")
+                dependency(name).down(reason, observed_at=observed_at)
 
     def start(self) -> None:
         if self._task is None and self.interval > 0:
