@@ -18,7 +18,7 @@ from asgi_lifespan import LifespanManager
 from storefront import __version__
 from storefront.app import create_app
 from storefront.telemetry import sentry
-from tests.conftest import make_settings
+from tests.conftest import _empty_tables, make_settings
 
 
 class _Ingest(BaseHTTPRequestHandler):
@@ -86,21 +86,24 @@ async def test_an_unhandled_error_is_reported_with_context_and_scrubbed(
 
     app.add_api_route("/__test/boom", boom, methods=["POST"])
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
-        transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            r = await c.post(
-                f"/__test/boom?email={email}",
-                json={"email": email, "password": "hunter2-secret"},
-                headers={
-                    "Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
-                    "Cookie": "session=very-secret-cookie",
-                    "User-Agent": "pytest-agent",
-                    "X-Request-ID": "req-sentry-0001",
-                },
-            )
-        assert r.status_code == 500
-        problem = r.json()
-        sentry_sdk.flush(timeout=5)
+        try:
+            transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                r = await c.post(
+                    f"/__test/boom?email={email}",
+                    json={"email": email, "password": "hunter2-secret"},
+                    headers={
+                        "Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+                        "Cookie": "session=very-secret-cookie",
+                        "User-Agent": "pytest-agent",
+                        "X-Request-ID": "req-sentry-0001",
+                    },
+                )
+            assert r.status_code == 500
+            problem = r.json()
+            sentry_sdk.flush(timeout=5)
+        finally:  # the shared database: leave no rows (signing keys, users)
+            await _empty_tables(app.state.resources)
 
     assert envelopes, "nothing reached the Sentry endpoint"
     assert all(path == "/api/42/envelope/" for path, _ in envelopes)
@@ -136,8 +139,11 @@ async def test_without_a_dsn_nothing_is_sent(
 
     app.add_api_route("/__test/boom", boom)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
-        transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            assert (await c.get("/__test/boom")).status_code == 500
+        try:
+            transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                assert (await c.get("/__test/boom")).status_code == 500
+        finally:  # the shared database: leave no rows (signing keys, users)
+            await _empty_tables(app.state.resources)
     assert not sentry.enabled()
     assert envelopes == []

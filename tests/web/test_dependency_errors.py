@@ -14,7 +14,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from storefront.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import _empty_tables, make_settings
 from tests.support.factories import V1, Api, shop_with_staff
 from tests.support.servers import OwnRedis
 
@@ -28,18 +28,21 @@ async def test_an_exhausted_pool_answers_503_with_retry_after(postgres_url: str)
     )
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
-        transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
-            body = {"email": "nobody@example.com", "password": "not-the-password-at-all"}
-            async with app.state.resources.engine.connect():  # the pool's only connection
-                r = await client.post(f"{V1}/auth/login", json=body)
-            assert r.status_code == 503, r.text
-            assert r.headers["content-type"] == "application/problem+json"
-            assert r.headers["retry-after"] == "5"
-            assert r.headers["x-request-id"] == r.json()["request_id"]
-            assert "pool" not in r.text  # names the dependency, not internals
-            # the connection is back: answered by the database again
-            assert (await client.post(f"{V1}/auth/login", json=body)).status_code == 401
+        try:
+            transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+                body = {"email": "nobody@example.com", "password": "not-the-password-at-all"}
+                async with app.state.resources.engine.connect():  # the pool's only connection
+                    r = await client.post(f"{V1}/auth/login", json=body)
+                assert r.status_code == 503, r.text
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.headers["retry-after"] == "5"
+                assert r.headers["x-request-id"] == r.json()["request_id"]
+                assert "pool" not in r.text  # names the dependency, not internals
+                # the connection is back: answered by the database again
+                assert (await client.post(f"{V1}/auth/login", json=body)).status_code == 401
+        finally:  # the shared database: leave no rows (signing keys, users)
+            await _empty_tables(app.state.resources)
 
 
 async def test_a_redis_outage_is_logged_once_and_its_end_once(
@@ -58,29 +61,32 @@ async def test_a_redis_outage_is_logged_once_and_its_end_once(
         return sum(text in record.getMessage() for record in caplog.records)
 
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
-        transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
-            api = Api(client)
-            _owner, staff, shop = await shop_with_staff(api)
-            product = await api.product(staff, shop)
-            url = f"{V1}/shops/{shop['id']}/products/{product['id']}"
-            assert (await client.get(url)).status_code == 200
-
-            own_redis.stop()
-            for _ in range(20):  # 4 s of cached reads: each goes to the database instead
+        try:
+            transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+                api = Api(client)
+                _owner, staff, shop = await shop_with_staff(api)
+                product = await api.product(staff, shop)
+                url = f"{V1}/shops/{shop['id']}/products/{product['id']}"
                 assert (await client.get(url)).status_code == 200
-                await asyncio.sleep(0.2)
-            # before: "cache: Redis unavailable" about once a second
-            assert said("cache: Redis unavailable") == 1
-            assert said("redis unavailable") == 1
-            assert said("redis available again") == 0
 
-            own_redis.start()
-            deadline = time.monotonic() + 20
-            while not said("redis available again"):
-                assert time.monotonic() < deadline, "the end of the outage was not logged"
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(1.0)
-            assert (await client.get(url)).status_code == 200
-            assert said("redis available again") == 1
-            assert said("cache: Redis unavailable") == 1
+                own_redis.stop()
+                for _ in range(20):  # 4 s of cached reads: each goes to the database instead
+                    assert (await client.get(url)).status_code == 200
+                    await asyncio.sleep(0.2)
+                # before: "cache: Redis unavailable" about once a second
+                assert said("cache: Redis unavailable") == 1
+                assert said("redis unavailable") == 1
+                assert said("redis available again") == 0
+
+                own_redis.start()
+                deadline = time.monotonic() + 20
+                while not said("redis available again"):
+                    assert time.monotonic() < deadline, "the end of the outage was not logged"
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(1.0)
+                assert (await client.get(url)).status_code == 200
+                assert said("redis available again") == 1
+                assert said("cache: Redis unavailable") == 1
+        finally:  # the shared database: leave no rows (signing keys, users)
+            await _empty_tables(app.state.resources)

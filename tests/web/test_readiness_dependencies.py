@@ -11,7 +11,7 @@ from asgi_lifespan import LifespanManager
 
 from storefront.app import create_app
 from storefront.web import health
-from tests.conftest import make_settings
+from tests.conftest import _empty_tables, make_settings
 
 
 async def _get(app: object, path: str) -> httpx2.Response:
@@ -25,7 +25,10 @@ async def test_ready_with_redis_up_and_the_check_is_listed(
 ) -> None:
     app = create_app(make_settings(sqlite_url, redis_url=redis_url, redis_prefix=redis_prefix))
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
-        r = await _get(app, "/readyz")
+        try:
+            r = await _get(app, "/readyz")
+        finally:  # the shared database: leave no rows (signing keys, users)
+            await _empty_tables(app.state.resources)
     assert r.status_code == 200, r.text
     assert r.json()["checks"]["redis"]["status"] == "up"
 
@@ -40,9 +43,12 @@ async def test_not_ready_while_configured_redis_is_down_and_it_says_which(
     )
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
-        started = time.perf_counter()
-        r = await _get(app, "/readyz")
-        elapsed = time.perf_counter() - started
+        try:
+            started = time.perf_counter()
+            r = await _get(app, "/readyz")
+            elapsed = time.perf_counter() - started
+        finally:  # the shared database: leave no rows (signing keys, users)
+            await _empty_tables(app.state.resources)
     assert r.status_code == 503
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
@@ -75,18 +81,21 @@ async def test_the_broker_is_the_workers_readiness_not_the_apis(
     url = f"{scheme}://127.0.0.1:{_closed_port()}/"
     app = create_app(make_settings(sqlite_url, broker_url=url))
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
-            ready = await client.get("/readyz")
-            assert ready.status_code == 200, ready.text
-            assert set(ready.json()["checks"]) == {"db_primary", "schema"}
-            health_body = (await client.get("/healthz")).json()
-            assert health_body["components"]["broker"]["status"] == "degraded"
-        resources = app.state.resources
-        worker = await health.evaluate(resources, role="worker", within=0.5, broker_url=url)
-        assert not worker.ready
-        assert worker.checks["broker"]["status"] == "down"
-        assert "broker" in str(worker.detail)
-        checks = health.required_checks(resources, 0.5, url)
-        assert set(checks) == {"broker"}
-        assert health.required_checks(resources, 0.5, None) == {}
+        try:
+            transport = httpx2.ASGITransport(app=app)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+                ready = await client.get("/readyz")
+                assert ready.status_code == 200, ready.text
+                assert set(ready.json()["checks"]) == {"db_primary", "schema"}
+                health_body = (await client.get("/healthz")).json()
+                assert health_body["components"]["broker"]["status"] == "degraded"
+            resources = app.state.resources
+            worker = await health.evaluate(resources, role="worker", within=0.5, broker_url=url)
+            assert not worker.ready
+            assert worker.checks["broker"]["status"] == "down"
+            assert "broker" in str(worker.detail)
+            checks = health.required_checks(resources, 0.5, url)
+            assert set(checks) == {"broker"}
+            assert health.required_checks(resources, 0.5, None) == {}
+        finally:  # the shared database: leave no rows (signing keys, users)
+            await _empty_tables(app.state.resources)
