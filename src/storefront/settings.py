@@ -291,6 +291,36 @@ class OrdersSettings(BaseModel):
     stock_share_floor_units: int = Field(default=5, ge=1, le=1000)
 
 
+class DependencyResilience(BaseModel):
+    """One outgoing dependency's overrides (STOREFRONT_RESILIENCE__DEPENDENCIES__<NAME>__*);
+    unset fields take the section's defaults."""
+
+    failure_threshold: int | None = Field(default=None, ge=1, le=1000)
+    cool_down_seconds: float | None = Field(default=None, gt=0, le=3600)
+    max_concurrent: int | None = Field(default=None, ge=1, le=10_000)
+    max_wait_seconds: float | None = Field(default=None, ge=0, le=60)
+    connect_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=300)
+    retry_attempts: int | None = Field(default=None, ge=1, le=10)
+
+
+class ResilienceSettings(BaseModel):
+    """Circuit breakers, bulkheads, timeouts and retries around every outgoing call
+    (STOREFRONT_RESILIENCE__*, decision 0138): defaults for every dependency, and per
+    dependency (``payments``, ``webhooks``, ``mail``...) overrides in ``dependencies``."""
+
+    failure_threshold: int = Field(default=5, ge=1, le=1000)  # failures in a row: open
+    cool_down_seconds: float = Field(default=30.0, gt=0, le=3600)  # open, then one probe
+    max_concurrent: int = Field(default=20, ge=1, le=10_000)  # calls in flight, per process
+    max_wait_seconds: float = Field(default=0.25, ge=0, le=60)  # for a bulkhead slot
+    connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)  # one attempt, end to end
+    retry_attempts: int = Field(default=3, ge=1, le=10)  # idempotent calls only
+    retry_initial_seconds: float = Field(default=0.1, gt=0, le=60)
+    retry_max_seconds: float = Field(default=2.0, gt=0, le=600)
+    dependencies: dict[str, DependencyResilience] = Field(default_factory=dict)
+
+
 DEV_DEPLOYMENT_NAME = "storefront-dev"  # outside production, when none is set
 
 
@@ -339,6 +369,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     orders: OrdersSettings = Field(default_factory=OrdersSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     # shops one account may own at once; platform admins are not capped (decision 0121)
     max_owned_shops_per_user: int = Field(default=20, ge=1, le=100_000)
 
