@@ -8,6 +8,7 @@ from storefront.identity.models import AuthSession, RecoveryCode, RefreshToken, 
 from storefront.jobs.outbox import OutboxEntry
 from storefront.kit.db import Base
 from storefront.orders.models import Order, OrderLine
+from storefront.payments.models import Payment, ProviderEvent
 from storefront.privacy.models import ConsentRecord, DataExport
 from storefront.shops.models import Membership, Shop
 from storefront.vault import DataKeyRow
@@ -26,7 +27,9 @@ __all__ = [
     "Order",
     "OrderLine",
     "OutboxEntry",
+    "Payment",
     "Product",
+    "ProviderEvent",
     "RecoveryCode",
     "RefreshToken",
     "Shop",

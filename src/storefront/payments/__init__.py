@@ -1,0 +1,2 @@
+"""Payments of orders through the provider (Stripe's API; the localstripe emulator in
+development and tests)."""
