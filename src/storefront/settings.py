@@ -291,6 +291,45 @@ class OrdersSettings(BaseModel):
     stock_share_floor_units: int = Field(default=5, ge=1, le=1000)
 
 
+# the keys `make run` and the tests give the localstripe emulator; refused in production
+EMULATOR_PAYMENTS_SECRET_KEY = "sk_test_localstripe"  # noqa: S105 - not a secret
+EMULATOR_PAYMENTS_WEBHOOK_SECRET = "whsec_localstripe"  # noqa: S105 - not a secret
+
+
+class PaymentsSettings(BaseModel):
+    """The payment provider (STOREFRONT_PAYMENTS__*, decision 0137): Stripe's API, or the
+    localstripe emulator that ``make run`` and the tests start on loopback. Without a
+    secret key no order can be paid (503); production refuses the emulator (a plain-http
+    address) and its keys."""
+
+    api_base: str = "https://api.stripe.com"
+    secret_key: SecretStr | None = None
+    # the signing secret of the webhook endpoint (POST /api/v1/webhooks/stripe)
+    webhook_secret: SecretStr | None = None
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)  # older: refused
+    connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    timeout_seconds: float = Field(default=20.0, gt=0, le=300)  # one provider call, whole
+    # a payment still `processing` this long after its last change is settled from the
+    # provider by the reconciliation job
+    reconcile_after_seconds: int = Field(default=60, ge=1, le=86400)
+    reconcile_interval_seconds: int = Field(default=60, ge=0, le=3600)  # 0 = no scheduled run
+    reconcile_batch_size: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query:
+            raise ValueError("STOREFRONT_PAYMENTS__API_BASE must be an http(s) URL")
+        return value.strip().rstrip("/")
+
+    @property
+    def claim_seconds(self) -> float:
+        """How long one caller holds a payment for its provider call (longer than the call
+        may take: two callers never talk to the provider about one payment at once)."""
+        return self.timeout_seconds * 2 + 5
+
+
 class DependencyResilience(BaseModel):
     """One outgoing dependency's overrides (STOREFRONT_RESILIENCE__DEPENDENCIES__<NAME>__*);
     unset fields take the section's defaults."""
@@ -369,6 +408,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     orders: OrdersSettings = Field(default_factory=OrdersSettings)
+    payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     # shops one account may own at once; platform admins are not capped (decision 0121)
     max_owned_shops_per_user: int = Field(default=20, ge=1, le=100_000)
@@ -516,6 +556,16 @@ class Settings(BaseSettings):
                 "STOREFRONT_OBSERVABILITY__METRICS_PORT=0 would serve business metrics to anyone "
                 "on the API port: set STOREFRONT_OBSERVABILITY__METRICS_TOKEN, or leave the "
                 "port unset (9101)"
+            )
+        payments = self.payments
+        emulator_keys = {EMULATOR_PAYMENTS_SECRET_KEY, EMULATOR_PAYMENTS_WEBHOOK_SECRET}
+        if not payments.api_base.startswith("https://") or any(
+            key is not None and key.get_secret_value() in emulator_keys
+            for key in (payments.secret_key, payments.webhook_secret)
+        ):
+            problems.append(
+                "STOREFRONT_PAYMENTS__* name the emulator: set API_BASE to the provider's "
+                "https address (https://api.stripe.com) and its SECRET_KEY and WEBHOOK_SECRET"
             )
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
