@@ -27,6 +27,7 @@ from storefront.infra.mail import Mailer
 from storefront.infra.outbound import OutboundClient
 from storefront.infra.ratelimit import DistributedRateLimiter
 from storefront.infra.redis import create_redis
+from storefront.infra.stripe_client import StripeConnection, build_stripe
 from storefront.jobs.queue import Job, JobQueue, OutboxConfig, build_job_queue
 from storefront.kit.client_address import Network, parse_networks
 from storefront.kit.db import create_engine, create_sessionmaker
@@ -72,6 +73,8 @@ class Resources:
     http: OutboundClient  # the one outgoing HTTP client (webhooks)
     redis: Redis | None  # None on the embedded default
     mailer: Mailer | None  # outgoing SMTP, used by jobs; None with mail off
+    # the payment provider's SDK client; None without STOREFRONT_PAYMENTS__SECRET_KEY
+    stripe: StripeConnection | None
     redis_prefix: str
     trusted_proxies: tuple[Network, ...]
     # the newest migration this code was written for (None when migrations are not shipped)
@@ -103,6 +106,9 @@ async def open_resources(
             stack.push_async_callback(redis.aclose)
         http = build_http_client(settings)
         stack.push_async_callback(http.aclose)
+        stripe = build_stripe(settings.payments)
+        if stripe is not None:
+            stack.push_async_callback(stripe.aclose)
         cache = build_cache(settings, redis)
         stack.push_async_callback(cache.aclose)
         vault = build_vault(settings)  # fails fast on unusable master keys
@@ -150,6 +156,7 @@ async def open_resources(
             http=http,
             redis=redis,
             mailer=build_mailer(settings),
+            stripe=stripe,
             redis_prefix=settings.redis_prefix,
             trusted_proxies=parse_networks(settings.trusted_proxies),
             expected_schema_revision=head_revision(),
