@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from storefront import __version__
 from storefront.audit.routes import router as audit_router
 from storefront.catalog.routes import router as catalog_router
+from storefront.events import EventBus
 from storefront.identity.routes import jwks_router
 from storefront.identity.routes import router as identity_router
 from storefront.orders.expiry import OrderExpirySchedule
@@ -21,6 +22,8 @@ from storefront.privacy.routes import router as privacy_router
 from storefront.privacy.tasks import JOBS as PRIVACY_JOBS
 from storefront.resources import open_resources
 from storefront.resources.instrument import setup_observability, shutdown_observability
+from storefront.sales import CONSUMERS
+from storefront.sales.routes import router as sales_router
 from storefront.settings import Settings, get_settings
 from storefront.shops.routes import router as shops_router
 from storefront.telemetry.tracing import fastapi_telemetry
@@ -63,6 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.broker_url is None:
                 retention.start()
                 expiry.start()
+            # domain events (decision 0140): relayed from here; consumed here on the embedded
+            # mode, by the worker with RabbitMQ
+            events = EventBus.from_settings(
+                settings, resources.sessionmaker, CONSUMERS, consume=False
+            )
+            await events.start()
+            app.state.events = events
             app.state.resources = resources
             # readiness computed by the process itself, every few seconds: storefront_ready
             # is right whether or not anyone polls /readyz (decision 0112)
@@ -82,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await readiness.stop()
                 await retention.stop()
                 await expiry.stop()
+                await events.stop()
         # open_resources closed the job queue and every resource, in reverse order
         logger.info("storefront stopped")
         shutdown_observability(observability)
@@ -129,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks_router,
         privacy_router,
         audit_router,
+        sales_router,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -28,6 +28,7 @@ from storefront.kit.startup import (
 )
 from storefront.migration_head import migrations_dir as migrations_dir  # tests import it from here
 from storefront.privacy.cli import retention_app
+from storefront.sales.cli import events_app
 from storefront.settings import Environment, Settings, get_settings
 from storefront.web.paths import API_PREFIX
 
@@ -209,10 +210,12 @@ def worker() -> None:
     import signal
 
     from storefront.app import JOBS
+    from storefront.events import EventBus
     from storefront.jobs.queue import run_worker
     from storefront.orders.expiry import OrderExpirySchedule
     from storefront.privacy.retention import RetentionSchedule
     from storefront.resources import open_resources
+    from storefront.sales import CONSUMERS
     from storefront.web.health import ReadinessMonitor
 
     settings = get_settings()
@@ -257,7 +260,12 @@ def worker() -> None:
                 timeout=settings.observability.readiness_timeout_seconds,
                 broker_url=settings.broker_url,
             )
+            # domain events (decision 0140): the worker relays and runs the consumers
+            events = EventBus.from_settings(
+                settings, resources.sessionmaker, CONSUMERS, consume=True
+            )
             try:
+                await events.start()
                 readiness.start()
                 retention.start()  # GDPR retention (docs/privacy.md) runs in the worker
                 expiry.start()  # unpaid orders expire (decision 0118), also in the worker
@@ -266,6 +274,7 @@ def worker() -> None:
                 await readiness.stop()
                 await retention.stop()
                 await expiry.stop()
+                await events.stop()
         console.print("Storefront worker stopped.")
 
     asyncio.run(main())
@@ -340,6 +349,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 app.add_typer(admin_app, name="admin")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(events_app, name="events")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from storefront.auditlog import AuditEvent
 from storefront.auth.signing_keys import SigningKeyRow
 from storefront.catalog.models import Product
+from storefront.events import DomainEvent, InboxEntry
 from storefront.idempotency import IdempotencyRecord
 from storefront.identity.models import AuthSession, RecoveryCode, RefreshToken, TotpFactor, User
 from storefront.jobs.outbox import OutboxEntry
@@ -10,6 +11,7 @@ from storefront.kit.db import Base
 from storefront.orders.models import Order, OrderLine
 from storefront.payments.models import Payment, ProviderEvent
 from storefront.privacy.models import ConsentRecord, DataExport
+from storefront.sales.models import SalesDay
 from storefront.shops.models import Membership, Shop
 from storefront.vault import DataKeyRow
 from storefront.webhooks.models import WebhookEndpoint
@@ -22,7 +24,9 @@ __all__ = [
     "ConsentRecord",
     "DataExport",
     "DataKeyRow",
+    "DomainEvent",
     "IdempotencyRecord",
+    "InboxEntry",
     "Membership",
     "Order",
     "OrderLine",
@@ -32,6 +36,7 @@ __all__ = [
     "ProviderEvent",
     "RecoveryCode",
     "RefreshToken",
+    "SalesDay",
     "Shop",
     "SigningKeyRow",
     "TotpFactor",

@@ -14,6 +14,8 @@ from storefront.cache import ResponseCache, invalidate_after_commit
 from storefront.catalog.models import Product
 from storefront.catalog.repository import ProductRepository
 from storefront.catalog.schemas import CatalogSummaryOut, CategorySummary, ProductIn
+from storefront.events import EventType
+from storefront.events import record as record_event
 from storefront.kit.errors import (
     Conflict,
     InsufficientStock,
@@ -68,6 +70,21 @@ class CatalogService:
         tags = [catalog_tag(self.shop_id), *(product_tag(p) for p in product_ids)]
         invalidate_after_commit(self.session, self.cache, tags)
 
+    def _event(self, product_id: uuid.UUID, change: str, version: int | None = None) -> None:
+        """``product.changed`` in this transaction (decision 0140): which product, how."""
+        record_event(
+            self.session,
+            EventType.product_changed,
+            subject=f"products/{product_id}",
+            data={
+                "id": str(product_id),
+                "shop_id": str(self.shop_id),
+                "change": change,
+                "version": version,
+            },
+            shop_id=self.shop_id,
+        )
+
     def _audit(
         self,
         action: str,
@@ -108,6 +125,7 @@ class CatalogService:
             raise Conflict(f"This shop already has a product with sku {data.sku!r}.") from exc
         self._changed([product.id])
         self._audit("product.created", product.id)
+        self._event(product.id, "created", product.version)
         return product
 
     async def update(
@@ -121,6 +139,7 @@ class CatalogService:
                 )
             raise NotFound("No such product in this shop.")
         self._changed([product.id])
+        self._event(product.id, "updated", updated.version)
         self._audit(
             "product.updated",
             product.id,
@@ -133,6 +152,7 @@ class CatalogService:
             raise NotFound("No such product in this shop.")
         self._changed([product_id])
         self._audit("product.archived", product_id)
+        self._event(product_id, "archived")
 
     async def upsert_many(self, items: Sequence[ProductIn]) -> tuple[int, int]:
         created = updated = 0
@@ -141,6 +161,8 @@ class CatalogService:
             c, u, ids = await self.products.upsert_many(batch)
             created, updated = created + c, updated + u
             self._changed(ids)
+            for product_id in ids:
+                self._event(product_id, "upserted")
         # one entry for the whole request, with counts (not one per product)
         record(
             self.session,

@@ -13,6 +13,8 @@ from storefront.auditlog import record
 from storefront.auth.principal import Principal
 from storefront.cache import ResponseCache
 from storefront.catalog.service import CatalogService
+from storefront.events import EventType
+from storefront.events import record as record_event
 from storefront.jobs.queue import JobQueue
 from storefront.kit.db import new_id, utcnow
 from storefront.kit.errors import InvalidTransition, NotFound, UnprocessableEntity
@@ -103,6 +105,16 @@ class OrderService:
         self.orders = orders or OrdersSettings()
         self.shops = ShopService(session)
 
+    def _event(self, event_type: EventType, order: Order) -> None:
+        """The domain event of this change, in its transaction (decision 0140)."""
+        record_event(
+            self.session,
+            event_type,
+            subject=f"orders/{order.id}",
+            data=event_data(order),
+            shop_id=self.shop_id,
+        )
+
     async def viewer(self, principal: Principal) -> OrderViewer:
         """What ``principal`` may read of this shop's orders; raises NotFound for an unknown
         shop."""
@@ -182,6 +194,7 @@ class OrderService:
         await publish(
             self.session, self.jobs, self.shop_id, WebhookEvent.order_placed, event_data(placed)
         )
+        self._event(EventType.order_placed, placed)
         record(
             self.session,
             "order.placed",
@@ -277,6 +290,7 @@ class OrderService:
             WebhookEvent.order_cancelled,
             event_data(refreshed),
         )
+        self._event(EventType.order_cancelled, refreshed)
         record(
             self.session,
             "order.cancelled",
@@ -312,6 +326,7 @@ class OrderService:
         await publish(
             self.session, self.jobs, self.shop_id, WebhookEvent.order_expired, event_data(order)
         )
+        self._event(EventType.order_expired, order)
         record(
             self.session,
             "order.expired",
