@@ -8,6 +8,7 @@ operators set all the time also have flat aliases (``STOREFRONT_DATABASE_URL``,
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Literal, Self
@@ -208,19 +209,6 @@ class JobsSettings(BaseModel):
         return self
 
 
-class EventsSettings(BaseModel):
-    """Domain events (STOREFRONT_EVENTS__*): relayed to RabbitMQ when ``broker_url`` (or else
-    STOREFRONT_BROKER_URL) is an amqp:// URL, delivered in-process otherwise."""
-
-    broker_url: str | None = None  # amqp://...; unset: STOREFRONT_BROKER_URL if it is amqp
-    exchange: str = Field(default="storefront.events", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
-    poll_seconds: float = Field(default=1.0, gt=0, le=300)
-    batch_size: int = Field(default=100, ge=1, le=10_000)
-    send_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
-    # a consumer that fails this many deliveries of one event dead-letters it
-    max_deliveries: int = Field(default=5, ge=1, le=100)
-
-
 class SmtpSettings(BaseModel):
     """Outgoing mail (STOREFRONT_SMTP__*), used by background jobs; no host: mail is off."""
 
@@ -373,6 +361,120 @@ class ResilienceSettings(BaseModel):
     dependencies: dict[str, DependencyResilience] = Field(default_factory=dict)
 
 
+class ServiceEndpointsSettings(BaseModel):
+    """One named outgoing dependency (STOREFRONT_DISCOVERY__SERVICES__<NAME>__*), found by
+    exactly one of: ``urls`` (static, comma-separated ``https://host[:port][/path]`` or
+    ``host:port``), ``dns_name`` (its A/AAAA records, with ``port``) or ``srv`` (its SRV
+    records, ``_service._proto.name``: ports, priorities and weights from DNS). ``scheme``
+    gives DNS-found endpoints a URL (``https``); ``port`` is also the default of a URL or
+    ``host`` without one. Decision 0139."""
+
+    urls: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=64)
+    dns_name: str | None = Field(default=None, max_length=253)
+    srv: str | None = Field(default=None, max_length=253)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    scheme: Literal["http", "https", "smtp", "smtps"] | None = None
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [u.strip() for u in value.split(",") if u.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        from storefront.kit.endpoints import parse_endpoint
+
+        given = [n for n in ("urls", "dns_name", "srv") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError(
+                "a discovered service needs exactly one of URLS, DNS_NAME or SRV "
+                f"(got {', '.join(given).upper() or 'none'})"
+            )
+        for url in self.urls:
+            parse_endpoint(url, default_port=self.port)  # ValueError names the entry
+        if self.dns_name is not None:
+            if self.port is None:
+                raise ValueError(f"DNS_NAME {self.dns_name!r} needs a PORT to connect to")
+            _check_dns_name(self.dns_name, "DNS_NAME")
+        if self.srv is not None:
+            _check_dns_name(self.srv, "SRV")
+            labels = self.srv.rstrip(".").split(".")
+            if len(labels) < 3 or not labels[0].startswith("_") or labels[1] not in _PROTOCOLS:
+                raise ValueError(
+                    f"SRV {self.srv!r} must read _service._proto.name (e.g. "
+                    "_smtp._tcp.mail.default.svc.cluster.local or _payments._tcp.service.consul)"
+                )
+        return self
+
+
+_PROTOCOLS = ("_tcp", "_udp")
+
+
+def _check_dns_name(name: str, what: str) -> None:
+    labels = name.rstrip(".").split(".")
+    if not all(0 < len(label) <= 63 for label in labels) or any(
+        not label.replace("-", "").replace("_", "").isalnum() for label in labels
+    ):
+        raise ValueError(f"{what} {name!r} is not a DNS name")
+
+
+class DiscoverySettings(BaseModel):
+    """Service discovery (STOREFRONT_DISCOVERY__*, decision 0139): how outgoing dependencies
+    ("payments", "mail", ...) are found. A service not listed here is static: mail defaults to
+    STOREFRONT_SMTP__HOST/PORT. DNS answers are cached for their TTL, bounded by the min and
+    max below; a failing endpoint is left out for ``cooldown_seconds``."""
+
+    services: dict[str, ServiceEndpointsSettings] = Field(default_factory=dict)
+    # DNS servers to ask (IP addresses), e.g. Consul's agent 127.0.0.1 with port 8600;
+    # empty: the system's (/etc/resolv.conf: the cluster DNS in a Kubernetes pod)
+    nameservers: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=8)
+    nameserver_port: int = Field(default=53, ge=1, le=65535)
+    timeout_seconds: float = Field(default=2.0, gt=0, le=30)  # one lookup, every retry
+    min_ttl_seconds: float = Field(default=1.0, ge=0, le=3600)  # Consul answers TTL 0
+    max_ttl_seconds: float = Field(default=300.0, gt=0, le=86400)
+    # a lookup that fails keeps the last answer this long (RFC 8767), retried meanwhile
+    stale_seconds: float = Field(default=300.0, ge=0, le=86400)
+    retry_seconds: float = Field(default=2.0, gt=0, le=300)  # after a failed lookup
+    cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("nameservers", mode="before")
+    @classmethod
+    def _split_nameservers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @field_validator("nameservers")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_address(entry)
+            except ValueError:
+                raise ValueError(
+                    f"nameserver {entry!r} must be an IP address (the port is NAMESERVER_PORT)"
+                ) from None
+        return value
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(
+        cls, value: dict[str, ServiceEndpointsSettings]
+    ) -> dict[str, ServiceEndpointsSettings]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", name):
+                raise ValueError(f"service name {name!r}: lower-case letters, digits, - and _")
+        return value
+
+    @model_validator(mode="after")
+    def _ttl_bounds(self) -> Self:
+        if self.min_ttl_seconds > self.max_ttl_seconds:
+            raise ValueError("discovery: min_ttl_seconds must not exceed max_ttl_seconds")
+        return self
+
+
 DEV_DEPLOYMENT_NAME = "storefront-dev"  # outside production, when none is set
 
 
@@ -414,8 +516,8 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     broker_url: str | None = None  # redis://... or amqp://...; unset: jobs run in-process
     jobs: JobsSettings = Field(default_factory=JobsSettings)
-    events: EventsSettings = Field(default_factory=EventsSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     rate_limit_enabled: bool = True  # STOREFRONT_RATE_LIMIT_ENABLED=false: off (load tests)
     protection: ProtectionSettings = Field(default_factory=ProtectionSettings)

@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
@@ -66,14 +67,41 @@ def known_env_names(settings_type: type[BaseModel]) -> set[str]:
     return names
 
 
+def keyed_env_groups(settings_type: type[BaseModel]) -> dict[str, set[str]]:
+    """Groups keyed by a name the operator chooses (``discovery.services``, a dict of models):
+    their prefix (STOREFRONT_DISCOVERY__SERVICES__) and the fields each entry has."""
+    groups: dict[str, set[str]] = {}
+    for name, field in settings_type.model_fields.items():
+        annotation = field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            continue
+        for sub, sub_field in annotation.model_fields.items():
+            args = get_args(sub_field.annotation)
+            if get_origin(sub_field.annotation) is dict and len(args) == 2:
+                value = args[1]
+                if isinstance(value, type) and issubclass(value, BaseModel):
+                    prefix = f"{ENV_PREFIX}{name.upper()}{NESTED}{sub.upper()}{NESTED}"
+                    groups[prefix] = {f.upper() for f in value.model_fields}
+    return groups
+
+
+def _in_keyed_group(upper: str, groups: dict[str, set[str]]) -> bool:
+    for prefix, fields in groups.items():
+        key, _, leaf = upper.removeprefix(prefix).partition(NESTED)
+        if upper.startswith(prefix) and key and leaf in fields:
+            return True
+    return False
+
+
 def unknown_env_warnings(
     environ: Mapping[str, str], settings_type: type[BaseModel]
 ) -> Iterator[str]:
     """One line per STOREFRONT_* variable no setting reads, with the closest known name."""
     known = known_env_names(settings_type)
+    keyed = keyed_env_groups(settings_type)
     for key in sorted(environ):
         upper = key.upper()
-        if not upper.startswith(ENV_PREFIX) or upper in known:
+        if not upper.startswith(ENV_PREFIX) or upper in known or _in_keyed_group(upper, keyed):
             continue
         if upper.startswith(NOT_SETTINGS_PREFIXES):
             continue

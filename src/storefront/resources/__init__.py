@@ -23,6 +23,7 @@ from storefront.auth.passwords import PasswordHasher
 from storefront.auth.tokens import TokenService
 from storefront.cache import ResponseCache
 from storefront.idempotency import IdempotencyStore, ResponseSealer
+from storefront.infra.discovery import ServiceDiscovery, build_discovery
 from storefront.infra.mail import Mailer
 from storefront.infra.outbound import OutboundClient
 from storefront.infra.ratelimit import DistributedRateLimiter
@@ -31,6 +32,7 @@ from storefront.infra.stripe_client import StripeConnection, build_stripe
 from storefront.jobs.queue import Job, JobQueue, OutboxConfig, build_job_queue
 from storefront.kit.client_address import Network, parse_networks
 from storefront.kit.db import create_engine, create_sessionmaker
+from storefront.kit.endpoints import Endpoint
 from storefront.kit.kdf import derive_key
 from storefront.migration_head import head_revision
 from storefront.resources.instrument import instrument_resources
@@ -73,6 +75,8 @@ class Resources:
     http: OutboundClient  # the one outgoing HTTP client (webhooks)
     redis: Redis | None  # None on the embedded default
     mailer: Mailer | None  # outgoing SMTP, used by jobs; None with mail off
+    # the resolver of named outgoing services: payments, mail (decision 0139)
+    discovery: ServiceDiscovery
     # the payment provider's SDK client; None without STOREFRONT_PAYMENTS__SECRET_KEY
     stripe: StripeConnection | None
     redis_prefix: str
@@ -120,6 +124,7 @@ async def open_resources(
         rate_limiter = build_rate_limiter(settings, redis)
         stack.push_async_callback(rate_limiter.aclose)
         queue = build_jobs(settings, jobs)
+        discovery = build_service_discovery(settings)
         passwords = PasswordHasher(
             time_cost=auth.argon2_time_cost,
             memory_kib=auth.argon2_memory_kib,
@@ -155,7 +160,8 @@ async def open_resources(
             jobs=queue,
             http=http,
             redis=redis,
-            mailer=build_mailer(settings),
+            mailer=build_mailer(settings, discovery),
+            discovery=discovery,
             stripe=stripe,
             redis_prefix=settings.redis_prefix,
             trusted_proxies=parse_networks(settings.trusted_proxies),
@@ -244,13 +250,23 @@ def build_http_client(settings: Settings) -> OutboundClient:
     )
 
 
-def build_mailer(settings: Settings) -> Mailer | None:
+def build_service_discovery(settings: Settings) -> ServiceDiscovery:
+    """The resolver of named outgoing services (decision 0139): those listed under
+    STOREFRONT_DISCOVERY__SERVICES__*, else static defaults: "payments" at
+    STOREFRONT_PAYMENTS__API_BASE, "mail" at STOREFRONT_SMTP__HOST/PORT (when set)."""
+    defaults: dict[str, list[str]] = {"payments": [settings.payments.api_base]}
+    if settings.smtp.host is not None:
+        # an IPv6 literal in brackets: "[::1]:25"
+        defaults["mail"] = [Endpoint(settings.smtp.host, settings.smtp.port).netloc]
+    return build_discovery(settings.discovery, defaults=defaults)
+
+
+def build_mailer(settings: Settings, discovery: ServiceDiscovery) -> Mailer | None:
     smtp = settings.smtp
-    if smtp.host is None:
+    if "mail" not in discovery:
         return None  # mail off: jobs that send mail skip it
     return Mailer(
-        host=smtp.host,
-        port=smtp.port,
+        servers=discovery.service("mail"),
         sender=smtp.sender,
         username=smtp.username,
         password=smtp.password.get_secret_value() if smtp.password else None,
