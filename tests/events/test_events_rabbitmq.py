@@ -1,0 +1,279 @@
+"""Domain events through a real RabbitMQ (FastStream), on SQLite and PostgreSQL: relay after
+a broker outage, inbox deduplication, and poison messages in the dead-letter queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storefront.events import CloudEvent, Consumer, DomainEvent, EventBus, EventType, record
+from storefront.events.envelope import CONTENT_TYPE
+from storefront.events.models import InboxEntry
+from storefront.events.outbox import RelayConfig, to_cloudevent
+from storefront.kit.db import create_engine, create_sessionmaker, run_after_commit
+from storefront.sales import SALES_PROJECTION
+from storefront.sales.models import SalesDay
+from tests.support.events import eventually, inbox, projection, stored_events
+from tests.support.servers import TcpProxy
+
+
+@pytest.fixture
+async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The test worker's migrated database, left empty of events afterwards."""
+    engine = create_engine(database_url, pool_size=5, max_overflow=5)
+    maker = create_sessionmaker(engine)
+    try:
+        yield maker
+    finally:
+        async with maker() as session, session.begin():
+            for table in (SalesDay, InboxEntry, DomainEvent):
+                await session.execute(delete(table))
+        await engine.dispose()
+
+
+@dataclass
+class Names:
+    exchange: str
+    consumers: list[Consumer]
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.exchange}.dead-letter"
+
+    def queues(self) -> list[str]:
+        return [self.dead_letter_queue, *(f"{self.exchange}.{c.name}" for c in self.consumers)]
+
+
+@pytest.fixture
+async def names(rabbitmq_url: str) -> AsyncIterator[Names]:
+    """An exchange of this test's own; its queues and exchanges are deleted afterwards."""
+    found = Names(f"sf-test-events-{uuid.uuid4().hex[:10]}", [SALES_PROJECTION])
+    yield found
+    connection = await aio_pika.connect(rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        for queue in found.queues():
+            await channel.queue_delete(queue)
+        for exchange in (found.exchange, f"{found.exchange}.dlx"):
+            await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()
+
+
+def _bus(
+    sessionmaker: async_sessionmaker[AsyncSession], url: str, names: Names, **kwargs: Any
+) -> EventBus:
+    return EventBus(
+        sessionmaker,
+        broker_url=url,
+        exchange=names.exchange,
+        consumers=names.consumers,
+        consume=True,
+        relay=RelayConfig(
+            poll_seconds=0.2,
+            send_timeout_seconds=3.0,
+            base_delay_seconds=0.1,
+            max_delay_seconds=1.0,
+        ),
+        **kwargs,
+    )
+
+
+async def _record_order_event(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    event_type: EventType,
+    *,
+    shop_id: uuid.UUID,
+    cents: int,
+) -> uuid.UUID:
+    async with sessionmaker() as session:
+        async with session.begin():
+            event_id = record(
+                session,
+                event_type,
+                subject=f"orders/{uuid.uuid4()}",
+                shop_id=shop_id,
+                data={"shop_id": str(shop_id), "currency": "EUR", "total_cents": cents},
+            )
+        await run_after_commit(session)  # wakes the relay, as a request's commit does
+    return event_id
+
+
+async def _dead_letters(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Take what waits in the dead-letter queue."""
+    taken = []
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        dead = await channel.get_queue(queue, ensure=True)
+        while (message := await dead.get(no_ack=True, fail=False)) is not None:
+            taken.append(message)
+    finally:
+        await connection.close()
+    return taken
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_events_recorded_during_a_broker_outage_are_relayed_once_it_is_back(
+    sessionmaker: async_sessionmaker[AsyncSession], rabbitmq_url: str, names: Names
+) -> None:
+    upstream = aio_pika.connection.make_url(rabbitmq_url)
+    async with TcpProxy(upstream.host or "127.0.0.1", upstream.port or 5672) as proxy:
+        url = str(upstream.with_port(proxy.port))
+        bus = _bus(sessionmaker, url, names)
+        await bus.start()
+        try:
+            assert bus.connected
+            shop_id = uuid.uuid4()
+            await proxy.down()  # the broker vanishes: connections cut, new ones refused
+            event_id = await _record_order_event(
+                sessionmaker, EventType.order_placed, shop_id=shop_id, cents=4200
+            )
+
+            async def row() -> DomainEvent:
+                async with sessionmaker() as session:
+                    found = await session.get(DomainEvent, event_id)
+                    assert found is not None
+                    return found
+
+            failed = await eventually(
+                row, lambda r: r.last_error is not None, what="a failed relay attempt"
+            )
+            assert failed.published_at is None
+            assert failed.attempts >= 1
+            assert await projection(sessionmaker) == []
+
+            await proxy.up()
+            relayed = await eventually(
+                row, lambda r: r.published_at is not None, what="the relay after the outage"
+            )
+            assert relayed.next_attempt_at is None
+            rows = await eventually(
+                lambda: projection(sessionmaker), bool, what="the projection from RabbitMQ"
+            )
+            assert [(r["shop_id"], r["orders_placed"], r["placed_cents"]) for r in rows] == [
+                (shop_id, 1, 4200)
+            ]
+            assert await inbox(sessionmaker, SALES_PROJECTION.name) == {str(event_id)}
+        finally:
+            await bus.stop()
+
+
+async def test_the_same_event_delivered_twice_is_counted_once(
+    sessionmaker: async_sessionmaker[AsyncSession], rabbitmq_url: str, names: Names
+) -> None:
+    bus = _bus(sessionmaker, rabbitmq_url, names)
+    await bus.start()
+    try:
+        shop_id = uuid.uuid4()
+        await _record_order_event(sessionmaker, EventType.order_placed, shop_id=shop_id, cents=500)
+        first = await eventually(lambda: projection(sessionmaker), bool, what="first delivery")
+        duplicates = _metric(
+            "storefront_events_consumed_total",
+            consumer=SALES_PROJECTION.name,
+            outcome="duplicate",
+        )
+        # the broker delivers it again (a relay that crashed before marking it sent does this)
+        [row] = await stored_events(sessionmaker)
+        assert bus.broker is not None
+        await bus.broker.publish(to_cloudevent(row), confirm_seconds=5)
+        await eventually(
+            lambda: _async(
+                _metric(
+                    "storefront_events_consumed_total",
+                    consumer=SALES_PROJECTION.name,
+                    outcome="duplicate",
+                )
+            ),
+            lambda value: value == duplicates + 1,
+            what="the duplicate acknowledged",
+        )
+        assert await projection(sessionmaker) == first
+        assert [(r["orders_placed"], r["placed_cents"]) for r in first] == [(1, 500)]
+    finally:
+        await bus.stop()
+
+
+async def _async(value: float) -> float:
+    return value
+
+
+async def test_poison_messages_go_to_the_dead_letter_queue(
+    sessionmaker: async_sessionmaker[AsyncSession], rabbitmq_url: str, names: Names
+) -> None:
+    async def broken(session: AsyncSession, event: CloudEvent) -> None:
+        raise RuntimeError("this consumer's dependency is broken")
+
+    failing = Consumer(name="always-failing", binding="order.paid", handle=broken)
+    names.consumers.append(failing)
+    bus = _bus(sessionmaker, rabbitmq_url, names, max_deliveries=3)
+    await bus.start()
+    undecodable = _metric(
+        "storefront_events_dead_lettered_total",
+        consumer=SALES_PROJECTION.name,
+        reason="undecodable",
+    )
+    gave_up = _metric(
+        "storefront_events_dead_lettered_total", consumer=failing.name, reason="failing"
+    )
+    try:
+        # 1. a body that is not a CloudEvent, published straight to the exchange
+        connection = await aio_pika.connect(rabbitmq_url)
+        try:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange(names.exchange)
+            await exchange.publish(
+                aio_pika.Message(b"\x00 not json", content_type=CONTENT_TYPE),
+                routing_key="order.placed",
+            )
+        finally:
+            await connection.close()
+        # 2. a real event that one consumer fails on every delivery
+        shop_id = uuid.uuid4()
+        paid = await _record_order_event(
+            sessionmaker, EventType.order_paid, shop_id=shop_id, cents=700
+        )
+
+        collected: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+        async def dead() -> int:
+            collected.extend(await _dead_letters(rabbitmq_url, names.dead_letter_queue))
+            return len(collected)
+
+        await eventually(dead, lambda n: n >= 2, what="two dead letters")
+        by_body = {message.body: message for message in collected}
+        assert b"\x00 not json" in by_body
+        failed = next(m for m in collected if m.body != b"\x00 not json")
+        assert str(paid) in failed.body.decode()
+        assert failed.routing_key == failing.name  # which consumer gave up on it
+        assert (
+            _metric(
+                "storefront_events_dead_lettered_total",
+                consumer=SALES_PROJECTION.name,
+                reason="undecodable",
+            )
+            == undecodable + 1
+        )
+        assert (
+            _metric(
+                "storefront_events_dead_lettered_total", consumer=failing.name, reason="failing"
+            )
+            == gave_up + 1
+        )
+        # the healthy consumer handled the same event once, unaffected
+        rows = await eventually(lambda: projection(sessionmaker), bool, what="the projection")
+        assert [(r["orders_paid"], r["revenue_cents"]) for r in rows] == [(1, 700)]
+        assert str(paid) not in await inbox(sessionmaker, failing.name)
+    finally:
+        await bus.stop()
