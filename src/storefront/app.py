@@ -17,6 +17,8 @@ from storefront.identity.routes import router as identity_router
 from storefront.orders.expiry import OrderExpirySchedule
 from storefront.orders.routes import router as orders_router
 from storefront.orders.tasks import JOBS as ORDER_JOBS
+from storefront.payments.routes import router as payments_router
+from storefront.payments.tasks import ReconciliationSchedule
 from storefront.privacy.retention import RetentionSchedule
 from storefront.privacy.routes import router as privacy_router
 from storefront.privacy.tasks import JOBS as PRIVACY_JOBS
@@ -63,9 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             retention = RetentionSchedule(resources, settings)
             # unpaid orders expire (decision 0118): here too on the embedded default
             expiry = OrderExpirySchedule(resources, settings)
+            # payments stuck processing are settled from the provider (decision 0137)
+            reconciliation = ReconciliationSchedule(resources, settings)
             if settings.broker_url is None:
                 retention.start()
                 expiry.start()
+                reconciliation.start()
             # domain events (decision 0140): relayed from here; consumed here on the embedded
             # mode, by the worker with RabbitMQ
             events = EventBus.from_settings(
@@ -92,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await readiness.stop()
                 await retention.stop()
                 await expiry.stop()
+                await reconciliation.stop()
                 await events.stop()
         # open_resources closed the job queue and every resource, in reverse order
         logger.info("storefront stopped")
@@ -137,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         shops_router,
         catalog_router,
         orders_router,
+        payments_router,
         webhooks_router,
         privacy_router,
         audit_router,

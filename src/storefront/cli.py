@@ -213,6 +213,7 @@ def worker() -> None:
     from storefront.events import EventBus
     from storefront.jobs.queue import run_worker
     from storefront.orders.expiry import OrderExpirySchedule
+    from storefront.payments.tasks import ReconciliationSchedule
     from storefront.privacy.retention import RetentionSchedule
     from storefront.resources import open_resources
     from storefront.sales import CONSUMERS
@@ -252,6 +253,7 @@ def worker() -> None:
             console.print(f"Storefront worker consuming queue [bold]{settings.jobs.queue}[/bold]")
             retention = RetentionSchedule(resources, settings)
             expiry = OrderExpirySchedule(resources, settings)
+            reconciliation = ReconciliationSchedule(resources, settings)
             # the worker's own readiness (database, schema, broker) into storefront_ready
             readiness = ReadinessMonitor(
                 resources,
@@ -269,11 +271,13 @@ def worker() -> None:
                 readiness.start()
                 retention.start()  # GDPR retention (docs/privacy.md) runs in the worker
                 expiry.start()  # unpaid orders expire (decision 0118), also in the worker
+                reconciliation.start()  # stuck payments settled (decision 0137)
                 await run_worker(resources.jobs, resources, stop)
             finally:
                 await readiness.stop()
                 await retention.stop()
                 await expiry.stop()
+                await reconciliation.stop()
                 await events.stop()
         console.print("Storefront worker stopped.")
 

@@ -217,3 +217,136 @@ class TcpProxy:
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()
+
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+EMULATOR = os.path.join(os.path.dirname(__file__), "stripe_emulator.py")
+
+
+class LocalStripe:
+    """The localstripe emulator of Stripe's API in a process of its own, on a free loopback
+    port, in memory (tests/support/stripe_emulator.py)."""
+
+    SECRET_KEY = "sk_test_localstripe"
+    WEBHOOK_SECRET = "whsec_localstripe"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def settings(self, api_base: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """STOREFRONT_PAYMENTS__* for an app that pays through this emulator (or through a
+        proxy in front of it, at ``api_base``)."""
+        return {
+            "api_base": api_base or self.url,
+            "secret_key": self.SECRET_KEY,
+            "webhook_secret": self.WEBHOOK_SECRET,
+            **overrides,
+        }
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - a fixed local script
+            [sys.executable, EMULATOR, "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                error = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"localstripe exited: {error}")
+            try:
+                r = httpx2.get(f"{self.url}/v1/balance", auth=(self.SECRET_KEY, ""), timeout=2)
+                if r.status_code == 200:
+                    return
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("localstripe did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def payment_intents(self, **metadata: str) -> list[dict[str, Any]]:
+        """Every PaymentIntent the emulator holds whose metadata has these values."""
+        found: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if after:
+                params["starting_after"] = after
+            r = httpx2.get(
+                f"{self.url}/v1/payment_intents",
+                params=params,
+                auth=(self.SECRET_KEY, ""),
+                timeout=10,
+            )
+            r.raise_for_status()
+            page = r.json()
+            found += [
+                pi
+                for pi in page["data"]
+                if all(pi["metadata"].get(k) == v for k, v in metadata.items())
+            ]
+            if not page["has_more"] or not page["data"]:
+                return found
+            after = page["data"][-1]["id"]
+
+
+def start_localstripe() -> LocalStripe:
+    """A started emulator; fails the test run under CI when it cannot start, else skips."""
+    import pytest
+
+    server = LocalStripe()
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true and localstripe could not start: {exc}", pytrace=False)
+        pytest.skip(f"localstripe could not start: {exc}")
+    return server
+
+
+class ResponseCuttingProxy(TcpProxy):
+    """A TcpProxy that, while ``cut_responses`` is set, passes requests through to the
+    server but cuts the connection when the answer comes back: the server has acted (a
+    payment taken), the client never learns it (a timeout after the provider charged)."""
+
+    cut_responses = False
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, upstream_writer))
+        try:
+            await asyncio.gather(
+                self._pipe(reader, upstream_writer), self._answer(upstream_reader, writer)
+            )
+        finally:
+            for w in (writer, upstream_writer):
+                self._writers.discard(w)
+                w.transport.abort()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if self.cut_responses:
+                    break
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()

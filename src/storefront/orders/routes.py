@@ -152,25 +152,8 @@ async def get_order(
     return out
 
 
-@router.post(
-    "/shops/{shop_id}/orders/{order_id}/cancel",
-    response_model=OrderOut,
-    responses=PROBLEM_RESPONSES,
-)
-async def cancel_order(
-    order_id: uuid.UUID,
-    viewer: OrderReader,
-    session: SessionDep,
-    resources: ResourcesDep,
-    response: Response,
-) -> OrderOut:
-    no_store(response)
-    orders = OrderService(
-        session, viewer.shop_id, cache=resources.cache, vault=resources.vault, jobs=resources.jobs
-    )
-    order = await orders.cancel(viewer, order_id)
-    (out,) = await orders_out(session, [order], vault=resources.vault)
-    return out
+# POST /shops/{shop_id}/orders/{order_id}/cancel is served by payments/routes.py: cancelling
+# a paid order refunds it, and payments sits above orders (decision 0137)
 
 
 # a shop's hold limits (decision 0118)

@@ -341,3 +341,22 @@ class OrderService:
         )
         metrics.record_order_expired()
         return True
+
+    async def mark_paid(self, order_id: uuid.UUID) -> bool:
+        """The provider confirmed a payment of this pending order: it becomes ``paid``
+        (called by payments, decision 0137). False, and nothing changed, when the order is
+        no longer pending (it expired or was cancelled meanwhile: the payment is refunded)."""
+        repo = OrderRepository(self.session, self.shop_id, customer_id=None)
+        if not await repo.transition(
+            order_id, allowed_from={OrderStatus.pending}, to=OrderStatus.paid
+        ):
+            return False
+        record(
+            self.session,
+            "order.paid",
+            object_type="order",
+            object_id=order_id,
+            shop_id=self.shop_id,
+            details={"from": OrderStatus.pending.value, "to": OrderStatus.paid.value},
+        )
+        return True

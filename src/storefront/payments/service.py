@@ -1,0 +1,397 @@
+"""Payment rules: one live payment per order, the row committed before the provider is
+called, every uncertain outcome settled from the provider before anything is charged again
+(docs/decisions/0137-payment-state-machine.md).
+
+The session is committed at fixed points here (the route's transaction is not one unit):
+the payment row and its lease before the provider call, each settlement after it. A
+provider call is never made inside an open write transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storefront.auditlog import record
+from storefront.kit.db import new_id, utcnow
+from storefront.kit.errors import InvalidTransition, NotFound
+from storefront.orders.models import Order, OrderStatus
+from storefront.orders.service import OrderService, OrderViewer
+from storefront.payments import metrics
+from storefront.payments.errors import (
+    PaymentDeclined,
+    PaymentInProgress,
+    PaymentMethodRejected,
+    PaymentOutcomeUnknown,
+    PaymentsUnavailable,
+    RefundFailed,
+)
+from storefront.payments.models import Payment, PaymentStatus
+from storefront.payments.provider import (
+    Intent,
+    ProviderDeclined,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    StripeProvider,
+)
+from storefront.payments.repository import PaymentRepository
+from storefront.resources import Resources
+from storefront.settings import PaymentsSettings
+
+logger = logging.getLogger("storefront.payments")
+
+PROCESSING = (PaymentStatus.processing,)
+# a late success may still settle a payment written off as failed (the provider charged it
+# after all); it is then kept or refunded, never lost
+UNSETTLED = (PaymentStatus.processing, PaymentStatus.failed)
+# the provider has no PaymentIntent for a payment whose lease ran out: it never got there
+NOT_AT_PROVIDER = "not_at_provider"
+ABANDONED = "abandoned"  # it waited for an action (3-D Secure) we do not offer
+
+
+class PaymentService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        shop_id: uuid.UUID,
+        *,
+        provider: StripeProvider | None,
+        settings: PaymentsSettings,
+        orders: OrderService,
+    ) -> None:
+        """``orders``: the order service of the same session and shop (payments call
+        orders, never the reverse)."""
+        self.session = session
+        self.shop_id = shop_id
+        self.provider = provider
+        self.settings = settings
+        self.orders = orders
+        self.repo = PaymentRepository(session, shop_id)
+
+    @classmethod
+    def of(cls, session: AsyncSession, shop_id: uuid.UUID, resources: Resources) -> PaymentService:
+        """The service for one shop on ``session``, from the process's resources."""
+        stripe = resources.stripe
+        return cls(
+            session,
+            shop_id,
+            provider=None if stripe is None else StripeProvider(stripe),
+            settings=resources.settings.payments,
+            orders=OrderService(
+                session,
+                shop_id,
+                cache=resources.cache,
+                vault=resources.vault,
+                jobs=resources.jobs,
+                orders=resources.settings.orders,
+            ),
+        )
+
+    def require_provider(self) -> StripeProvider:
+        """The provider; PaymentsUnavailable (503) when none is configured."""
+        return self._provider()
+
+    def _provider(self) -> StripeProvider:
+        if self.provider is None:
+            raise PaymentsUnavailable(
+                "No payment provider is configured (STOREFRONT_PAYMENTS__SECRET_KEY)."
+            )
+        return self.provider
+
+    def _lease(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.settings.claim_seconds)
+
+    async def _fresh(self, payment_id: uuid.UUID) -> Payment:
+        payment = await self.repo.get(payment_id)
+        if payment is None:  # pragma: no cover - payments are never deleted
+            raise NotFound("No such payment.")
+        await self.session.refresh(payment)
+        return payment
+
+    async def _order(self, viewer: OrderViewer, order_id: uuid.UUID) -> Order:
+        order = await self.orders.get(viewer, order_id)
+        await self.session.refresh(order, ["status"])
+        return order
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def list_for_order(self, viewer: OrderViewer, order_id: uuid.UUID) -> list[Payment]:
+        """The order's payments, oldest first: its customer and the shop's staff (anyone
+        else: 404, the order is not theirs to see)."""
+        await self.orders.get(viewer, order_id)
+        return await self.repo.list_for_order(order_id)
+
+    # --- paying --------------------------------------------------------------------------
+
+    async def pay(self, viewer: OrderViewer, order_id: uuid.UUID, payment_method: str) -> Payment:
+        provider = self._provider()
+        order = await self._order(viewer, order_id)
+        if order.customer_id != viewer.principal.user_id:
+            # staff may see the order, but only its customer pays it
+            raise NotFound("No such order.")
+        live = await self.repo.live_for_order(order_id)
+        if live is not None and live.status is PaymentStatus.processing:
+            # an earlier attempt whose outcome we do not know: settled from the provider
+            # first (it may have charged), never charged again blindly
+            live = await self.resume(live, now=utcnow())
+            if live.status is PaymentStatus.succeeded:
+                return live
+            order = await self._order(viewer, order_id)
+        if order.status is not OrderStatus.pending:
+            raise InvalidTransition(
+                f"An order that is {order.status.value} cannot be paid.",
+                extra={"current_status": order.status.value},
+            )
+        now = utcnow()
+        payment = Payment(
+            id=new_id(),
+            shop_id=self.shop_id,
+            order_id=order_id,
+            status=PaymentStatus.processing,
+            amount_cents=order.total_cents,
+            currency=order.currency,
+            payment_method=payment_method,
+            provider_reference=None,
+            failure_code=None,
+            claimed_until=self._lease(now),
+            settled_at=None,
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(payment)
+        try:
+            await self.session.flush()
+        except IntegrityError:
+            # uq_payments_order_id_live: a concurrent attempt wrote its row first
+            await self.session.rollback()
+            raise PaymentInProgress(
+                "Another payment of this order is in progress.",
+                retry_after=int(self.settings.claim_seconds),
+            ) from None
+        record(
+            self.session,
+            "payment.started",
+            object_type="payment",
+            object_id=payment.id,
+            shop_id=self.shop_id,
+            details={"order_id": str(order_id), "amount_cents": payment.amount_cents},
+        )
+        # committed BEFORE the provider is called: whatever happens next, the attempt is
+        # on record and its id is the provider's idempotency key and metadata
+        await self.session.commit()
+        metrics.record_attempt(payment.currency)
+        try:
+            intent = await provider.create_and_confirm(
+                payment_id=payment.id,
+                order_id=order_id,
+                shop_id=self.shop_id,
+                amount_cents=payment.amount_cents,
+                currency=payment.currency,
+                payment_method=payment_method,
+            )
+        except ProviderDeclined as exc:
+            await self._fail(payment, exc.code, result="declined")
+            raise PaymentDeclined(
+                "The card was declined; nothing was charged and the order can still be paid.",
+                extra={"payment_id": str(payment.id), "decline_code": exc.code},
+            ) from exc
+        except ProviderRejected as exc:
+            await self._fail(payment, exc.code, result="failed")
+            raise PaymentMethodRejected(
+                "The provider refused this payment method; nothing was charged.",
+                extra={"payment_id": str(payment.id), "provider_code": exc.code},
+            ) from exc
+        except ProviderUnavailable as exc:
+            # it may have charged: the payment stays processing (and leased) until the
+            # provider tells, through a webhook, the reconciliation job or the next attempt
+            raise PaymentOutcomeUnknown(
+                "The payment provider did not answer; the payment is being checked.",
+                headers={"Retry-After": str(int(self.settings.claim_seconds))},
+                extra={"payment_id": str(payment.id)},
+            ) from exc
+        return await self.settle(payment, intent)
+
+    async def _fail(self, payment: Payment, code: str, *, result: str) -> None:
+        if await self.repo.settle(
+            payment.id, allowed_from=PROCESSING, to=PaymentStatus.failed, failure_code=code[:100]
+        ):
+            record(
+                self.session,
+                "payment.failed",
+                object_type="payment",
+                object_id=payment.id,
+                shop_id=self.shop_id,
+                details={"order_id": str(payment.order_id), "reason": code[:100]},
+            )
+            metrics.record_result(result, payment.currency, payment.amount_cents)
+        await self.session.commit()
+
+    # --- settling from the provider --------------------------------------------------------
+
+    async def resume(self, payment: Payment, *, now: datetime) -> Payment:
+        """Settle a ``processing`` payment from what the provider knows of it. Takes its
+        lease first (PaymentInProgress while another caller holds it), so two callers never
+        ask, and never charge, at once."""
+        provider = self._provider()
+        held = payment.claimed_until or now
+        if not await self.repo.claim(payment.id, now=now, until=self._lease(now)):
+            await self.session.rollback()
+            raise PaymentInProgress(
+                "A payment of this order is in progress.",
+                retry_after=int((held - now).total_seconds()) + 1,
+            )
+        await self.session.commit()
+        try:
+            if payment.provider_reference is not None:
+                intent: Intent | None = await provider.retrieve(payment.provider_reference)
+            else:
+                intent = await provider.find(payment.id, created_at=payment.created_at)
+        except (ProviderUnavailable, ProviderError) as exc:
+            raise PaymentOutcomeUnknown(
+                "The payment provider did not answer; the payment is being checked.",
+                headers={"Retry-After": str(int(self.settings.claim_seconds))},
+                extra={"payment_id": str(payment.id)},
+            ) from exc
+        if intent is None:
+            # its lease ran out before this claim, so the call that created it gave up
+            # long ago: the provider never got it (a late one is refunded, see settle)
+            await self._fail(payment, NOT_AT_PROVIDER, result="failed")
+            return await self._fresh(payment.id)
+        if not (intent.succeeded or intent.failed or intent.refunded):
+            # still waiting (for an action we do not offer): cancelled, then written off
+            try:
+                intent = await provider.cancel(intent.id)
+            except ProviderUnavailable as exc:
+                raise PaymentOutcomeUnknown(
+                    "The payment provider did not answer; the payment is being checked.",
+                    extra={"payment_id": str(payment.id)},
+                ) from exc
+            except ProviderError:
+                intent = await provider.retrieve(intent.id)
+            if not (intent.succeeded or intent.failed or intent.refunded):
+                await self._fail(payment, ABANDONED, result="failed")
+                return await self._fresh(payment.id)
+        return await self.settle(payment, intent)
+
+    async def settle(self, payment: Payment, intent: Intent) -> Payment:
+        """Apply what the provider says of ``payment`` (its PaymentIntent ``intent``):
+        succeeded -> the order is paid (or, if the order can no longer be paid, or has
+        another live payment, the money goes back); failed -> failed; refunded ->
+        refunded. Idempotent: settling twice changes nothing the second time."""
+        if payment.provider_reference != intent.id:
+            await self.repo.set_reference(payment.id, intent.id)
+        if intent.refunded:
+            if await self.repo.settle(
+                payment.id,
+                allowed_from=(*UNSETTLED, PaymentStatus.succeeded),
+                to=PaymentStatus.refunded,
+            ):
+                self._record("payment.refunded", payment)
+                metrics.record_result("refunded", payment.currency, payment.amount_cents)
+        elif intent.failed:
+            if await self.repo.settle(
+                payment.id,
+                allowed_from=PROCESSING,
+                to=PaymentStatus.failed,
+                failure_code=(intent.failure_code or intent.status)[:100],
+            ):
+                self._record("payment.failed", payment)
+                metrics.record_result("declined", payment.currency, payment.amount_cents)
+        elif intent.succeeded:
+            await self._settle_success(payment, intent)
+        await self.session.commit()
+        return await self._fresh(payment.id)
+
+    async def _settle_success(self, payment: Payment, intent: Intent) -> None:
+        current = await self._fresh(payment.id)
+        if current.status in (PaymentStatus.succeeded, PaymentStatus.refunded):
+            return  # settled already (a replayed webhook, a second reconciliation)
+        other = await self.repo.live_for_order(payment.order_id)
+        if other is None or other.id == payment.id:
+            # the order first: its compare-and-set decides between this payment and
+            # whatever else changed the order meanwhile
+            if await self.orders.mark_paid(payment.order_id):
+                await self.repo.settle(
+                    payment.id, allowed_from=UNSETTLED, to=PaymentStatus.succeeded
+                )
+                self._record("payment.succeeded", payment)
+                metrics.record_result("succeeded", payment.currency, payment.amount_cents)
+                return
+            current = await self._fresh(payment.id)
+            if current.status in (PaymentStatus.succeeded, PaymentStatus.refunded):
+                return  # a concurrent settlement of this same payment won
+        # charged for an order that cannot take it (it expired or was cancelled while the
+        # provider was charging, or another payment paid it): the money goes back at once.
+        # Until the refund is confirmed the payment stays unsettled, so the reconciliation
+        # job (or the next webhook) tries again.
+        await self.session.commit()  # no write transaction is held over the provider call
+        logger.warning("payment %s charged for an order it cannot pay: refunding", payment.id)
+        try:
+            refunded = await self._provider().refund(intent.id, payment_id=payment.id)
+        except (ProviderUnavailable, ProviderError):
+            logger.warning("refund of payment %s failed; reconciliation retries", payment.id)
+            return
+        if refunded.refunded and await self.repo.settle(
+            payment.id,
+            allowed_from=(*UNSETTLED, PaymentStatus.succeeded),
+            to=PaymentStatus.refunded,
+        ):
+            self._record("payment.refunded", payment)
+            metrics.record_result("refunded", payment.currency, payment.amount_cents)
+
+    def _record(self, action: str, payment: Payment) -> None:
+        record(
+            self.session,
+            action,
+            object_type="payment",
+            object_id=payment.id,
+            shop_id=self.shop_id,
+            details={"order_id": str(payment.order_id), "amount_cents": payment.amount_cents},
+        )
+
+    # --- cancelling (refunds) ------------------------------------------------------------
+
+    async def cancel_order(self, viewer: OrderViewer, order_id: uuid.UUID) -> Order:
+        """Cancel an order (orders' rules: customers while pending, staff while pending or
+        paid); a paid order's payment is refunded at the provider first, and the order is
+        cancelled only once the refund went through (RefundFailed: it stays paid)."""
+        order = await self._order(viewer, order_id)
+        if viewer.is_staff and order.status is OrderStatus.paid:
+            live = await self.repo.live_for_order(order_id)
+            if live is not None and live.status is PaymentStatus.succeeded:
+                await self._refund(live)
+        return await self.orders.cancel(viewer, order_id)
+
+    async def _refund(self, payment: Payment) -> None:
+        provider = self._provider()
+        now = utcnow()
+        if payment.provider_reference is None:  # pragma: no cover - succeeded has one
+            raise RefundFailed("The payment has no provider reference.")
+        if not await self.repo.claim(payment.id, now=now, until=self._lease(now)):
+            await self.session.rollback()
+            raise PaymentInProgress(
+                "This order's payment is being refunded.",
+                retry_after=int(self.settings.claim_seconds),
+            )
+        await self.session.commit()
+        try:
+            intent = await provider.refund(payment.provider_reference, payment_id=payment.id)
+        except (ProviderUnavailable, ProviderError) as exc:
+            await self.repo.release(payment.id)
+            await self.session.commit()
+            raise RefundFailed(
+                "The provider did not confirm the refund; the order is still paid.",
+                headers={"Retry-After": "30"},
+            ) from exc
+        if not intent.refunded:  # pragma: no cover - a refund the provider holds back
+            raise RefundFailed("The provider has not refunded the payment yet.")
+        if await self.repo.settle(
+            payment.id, allowed_from=(PaymentStatus.succeeded,), to=PaymentStatus.refunded
+        ):
+            self._record("payment.refunded", payment)
+            metrics.record_result("refunded", payment.currency, payment.amount_cents)

@@ -1,0 +1,49 @@
+"""Payments against the real localstripe emulator (a process of this test worker's own)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from storefront.settings import Settings
+from tests.conftest import hardened_overrides, make_settings
+from tests.support.factories import Api, UserHandle, shop_with_staff
+from tests.support.servers import LocalStripe, start_localstripe
+
+
+@pytest.fixture(scope="session")
+def localstripe() -> Iterator[LocalStripe]:
+    server = start_localstripe()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, backend: str, localstripe: LocalStripe) -> Settings:
+    """The shared test settings (hardened on PostgreSQL) paying through the emulator."""
+    extra = hardened_overrides() if backend == "postgres" else {}
+    return make_settings(database_url, payments=localstripe.settings(), **extra)
+
+
+@dataclass
+class World:
+    owner: UserHandle
+    staff: UserHandle
+    shop: dict[str, Any]
+    customer: UserHandle
+    order: dict[str, Any]
+    product: dict[str, Any]
+
+
+@pytest.fixture
+async def world(api: Api) -> World:
+    owner, staff, shop = await shop_with_staff(api)
+    product = await api.product(staff, shop, price_cents=1250, stock=10, currency="EUR")
+    customer = await api.user()
+    order = await api.order(customer, shop, (product, 2))
+    return World(owner, staff, shop, customer, order, product)
