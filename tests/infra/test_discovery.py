@@ -124,6 +124,16 @@ async def test_srv_targets_without_glue_are_looked_up(zone: Zone, clock: Clock) 
         assert zone.questions("a.svc.test", "A") == 1
 
 
+async def test_a_large_answer_truncated_over_udp_is_read_over_tcp(clock: Clock) -> None:
+    pods = [f"10.1.{i // 250}.{i % 250 + 1}" for i in range(120)]  # a big headless Service
+    zone = Zone("\n".join(f"pods.svc.test. 30 IN A {ip}" for ip in pods))
+    with DnsServer(zone, udp_limit=512) as server:
+        resolver = discovery(server, clock, {"payments": {"dns_name": "pods.svc.test", "port": 80}})
+        found = await resolver.endpoints("payments")
+        assert sorted(e.host for e in found) == sorted(pods)
+        assert zone.questions("pods.svc.test", "A") == 2  # UDP (truncated), then TCP
+
+
 async def test_answers_are_cached_for_their_ttl_then_asked_again(
     server: DnsServer, clock: Clock
 ) -> None:

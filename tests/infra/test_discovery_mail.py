@@ -32,6 +32,8 @@ async def test_smtp_host_and_port_are_the_default_mail_service() -> None:
         discovery, mailer = mail_for(smtp=smtp.settings)
         assert mailer is not None
         assert await discovery.endpoints("mail") == (Endpoint("127.0.0.1", smtp.port),)
+        # and the payment provider is STOREFRONT_PAYMENTS__API_BASE
+        assert (await discovery.pick("payments")).url == "https://api.stripe.com:443"
         await send(mailer, "order 1")
         [message] = await inbox.wait_for(1)
         assert message["Subject"] == "order 1"

@@ -8,7 +8,12 @@ from collections import Counter
 from typing import Any
 
 from dnslib import QTYPE, RCODE, RR, DNSRecord  # type: ignore[import-untyped]
-from dnslib.server import BaseResolver, DNSLogger, DNSServer  # type: ignore[import-untyped]
+from dnslib.server import (  # type: ignore[import-untyped]
+    BaseResolver,
+    DNSHandler,
+    DNSLogger,
+    DNSServer,
+)
 
 
 class Zone(BaseResolver):  # type: ignore[misc]
@@ -68,16 +73,37 @@ class _Quiet(DNSLogger):  # type: ignore[misc]
         super().__init__(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
 
 
+class _Handler(DNSHandler):  # type: ignore[misc]
+    """Truncates as a real server does: TC set, the question kept (dnslib's own truncation
+    drops the question, which a client rightly refuses as not an answer to it)."""
+
+    udp_limit = 0  # bytes; 0: no limit (dnslib's own ``udplen`` stays 0)
+
+    def get_reply(self, data: bytes) -> bytes:
+        rdata: bytes = super().get_reply(data)
+        if self.protocol == "udp" and self.udp_limit and len(rdata) > self.udp_limit:
+            request = DNSRecord.parse(data)
+            truncated = request.reply()
+            truncated.header.tc = 1
+            rdata = truncated.pack()
+        return rdata
+
+
 class DnsServer:
     """``with DnsServer(zone) as dns:`` serves ``zone`` on 127.0.0.1:``dns.port``."""
 
-    def __init__(self, zone: Zone) -> None:
+    def __init__(self, zone: Zone, *, udp_limit: int = 0) -> None:
+        """``udp_limit``: answers longer than this many bytes are truncated over UDP (TC
+        set), as a server does past the client's buffer, so the client must ask over TCP."""
         self.zone = zone
+        self._handler = type("Handler", (_Handler,), {"udp_limit": udp_limit})
         self._servers: list[DNSServer] = []
 
     def __enter__(self) -> DnsServer:
         for _ in range(20):  # a UDP port whose TCP twin is free too
-            udp = DNSServer(self.zone, address="127.0.0.1", port=0, logger=_Quiet())
+            udp = DNSServer(
+                self.zone, address="127.0.0.1", port=0, logger=_Quiet(), handler=self._handler
+            )
             port = int(udp.server.server_address[1])
             try:
                 tcp = DNSServer(
