@@ -3,21 +3,26 @@ and PostgreSQL (in-process delivery)."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import delete
 
 from storefront.events import EventType, record
 from storefront.kit.db import run_after_commit, utcnow
 from storefront.resources import Resources
 from storefront.sales import SALES_PROJECTION, rebuild
+from storefront.sales.models import SalesDay
 from tests.support.events import eventually, projection, relayed_and_consumed
 from tests.support.factories import V1, Api, shop_with_staff
 from tests.support.orders import cancel_url
 from tests.support.problems import assert_problem
+from tests.support.servers import CLI, cli_env
 
 
 def sales_url(shop: dict[str, Any] | str, **query: str) -> str:
@@ -141,3 +146,32 @@ async def test_the_rebuilt_projection_equals_the_live_one(
         assert replayed == 9  # 5 placed, 1 cancelled, 2 paid, 1 refunded
         assert await projection(resources.sessionmaker) == live
     assert len(live) == 3  # two currencies in one shop, one in the other
+
+
+async def test_storefront_events_replay_rebuilds_a_lost_projection(
+    api: Api, resources: Resources, database_url: str
+) -> None:
+    owner, _, shop = await shop_with_staff(api)
+    customer = await api.user()
+    product = await api.product(owner, shop, stock=10, price_cents=250)
+    paid = await api.order(customer, shop, (product, 4))
+    await _payment_event(resources, EventType.order_paid, paid, 1000)
+    await _settle(resources)
+    live = await projection(resources.sessionmaker)
+    assert live
+    async with resources.sessionmaker() as session, session.begin():
+        await session.execute(delete(SalesDay))  # the projection's table lost
+    assert await projection(resources.sessionmaker) == []
+
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*CLI, "events", "replay"],
+        env=cli_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rebuilt from 2 event(s)" in done.stdout
+    assert await projection(resources.sessionmaker) == live
