@@ -413,6 +413,12 @@ _PROTOCOLS = ("_tcp", "_udp")
 
 
 def _check_dns_name(name: str, what: str) -> None:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"{what} {name!r} is an address, not a name: list it in URLS instead")
     labels = name.rstrip(".").split(".")
     if not all(0 < len(label) <= 63 for label in labels) or any(
         not label.replace("-", "").replace("_", "").isalnum() for label in labels

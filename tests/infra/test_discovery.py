@@ -41,10 +41,10 @@ def zone() -> Zone:
         api.svc.test.        30 IN A    192.0.2.2
         api.svc.test.        30 IN A    192.0.2.3
         v6.svc.test.         30 IN AAAA 2001:db8::7
-        _pay._tcp.svc.test.  30 IN SRV  10 3 9001 a.svc.test.
+        _pay._tcp.svc.test.  30 IN SRV  10 3 9001 A.Svc.Test.
         _pay._tcp.svc.test.  30 IN SRV  10 1 9002 b.svc.test.
         _pay._tcp.svc.test.  30 IN SRV  20 5 9003 c.svc.test.
-        a.svc.test.          30 IN A    192.0.2.11
+        a.SVC.test.          30 IN A    192.0.2.11
         b.svc.test.          30 IN A    192.0.2.12
         c.svc.test.          30 IN A    192.0.2.13
         text.svc.test.       30 IN TXT  "no addresses here"
@@ -114,6 +114,8 @@ async def test_srv_best_priority_shared_by_weight_then_fail_over(
     resolver.report_failure("payments", b)
     assert await picks(resolver, "payments", 2) == Counter({c: 2})  # then priority 20
     assert set(await resolver.endpoints("payments")) == {a, b, c}
+    # the additional section gave every target's address (matched whatever the case)
+    assert server.zone.questions("a.svc.test", "A") == 0
 
 
 async def test_srv_targets_without_glue_are_looked_up(zone: Zone, clock: Clock) -> None:

@@ -60,6 +60,7 @@ def test_services_and_nameservers_are_read_from_the_environment(
         ({"payments": {"dns_name": "api.svc.test"}}, "needs a PORT"),
         ({"payments": {"dns_name": "bad name.test", "port": 1}}, "is not a DNS name"),
         ({"payments": {"srv": "payments.svc.test"}}, "must read _service._proto.name"),
+        ({"payments": {"dns_name": "10.0.0.5", "port": 80}}, "list it in URLS instead"),
         ({"payments": {"urls": "mail.internal"}}, "has no port"),
         ({"payments": {"urls": "ftp://files.test"}}, "scheme must be one of"),
         ({"payments": {"urls": "http://user:pw@api.test"}}, "no credentials"),

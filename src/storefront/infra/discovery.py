@@ -209,7 +209,7 @@ class AddressSource:
 
     async def lookup(self, service: str) -> Answer:
         addresses, ttl = await self.dns.addresses(service, self.name)
-        server_name = self.name.rstrip(".")
+        server_name = self.name.rstrip(".").lower()
         return Answer(
             tuple(
                 Candidate(Endpoint(a, self.port, self.scheme, server_name=server_name))
@@ -245,14 +245,15 @@ class SrvSource:
         glue: dict[str, list[str]] = {}
         for rrset in answer.response.additional:
             if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-                glue.setdefault(rrset.name.to_text(), []).extend(r.to_text() for r in rrset)
+                name = rrset.name.to_text().lower()  # DNS names ignore case
+                glue.setdefault(name, []).extend(r.to_text() for r in rrset)
                 ttls.append(rrset.ttl)
         candidates: list[Candidate] = []
         for record in answer.rrset:
             target = record.target.to_text()
             if target == ".":
                 continue  # RFC 2782: "the service is decidedly not available at this domain"
-            addresses = sorted(glue.get(target, []))
+            addresses = sorted(glue.get(target.lower(), []))
             if not addresses:
                 try:
                     addresses, ttl = await self.dns.addresses(service, target)
@@ -260,7 +261,7 @@ class SrvSource:
                 except ServiceUnresolvable as exc:
                     logger.debug("SRV target %s not resolved here: %s", target, exc.reason)
                     addresses = [target.rstrip(".")]
-            server_name = target.rstrip(".")
+            server_name = target.rstrip(".").lower()
             candidates.extend(
                 Candidate(
                     Endpoint(a, record.port, self.scheme, server_name=server_name),
