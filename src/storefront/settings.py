@@ -209,6 +209,19 @@ class JobsSettings(BaseModel):
         return self
 
 
+class EventsSettings(BaseModel):
+    """Domain events (STOREFRONT_EVENTS__*): relayed to RabbitMQ when ``broker_url`` (or else
+    STOREFRONT_BROKER_URL) is an amqp:// URL, delivered in-process otherwise."""
+
+    broker_url: str | None = None  # amqp://...; unset: STOREFRONT_BROKER_URL if it is amqp
+    exchange: str = Field(default="storefront.events", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    poll_seconds: float = Field(default=1.0, gt=0, le=300)
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    send_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    # a consumer that fails this many deliveries of one event dead-letters it
+    max_deliveries: int = Field(default=5, ge=1, le=100)
+
+
 class SmtpSettings(BaseModel):
     """Outgoing mail (STOREFRONT_SMTP__*), used by background jobs; no host: mail is off."""
 
@@ -522,6 +535,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     broker_url: str | None = None  # redis://... or amqp://...; unset: jobs run in-process
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
