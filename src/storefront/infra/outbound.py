@@ -239,18 +239,23 @@ class OutboundClient:
         return self._session
 
     async def post(
-        self, url: str, *, body: bytes, headers: dict[str, str]
+        self,
+        url: str,
+        *,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109 - the client's own
     ) -> tuple[int, dict[str, Any]]:
         """POST ``body``; returns the status and the response headers (the body is dropped).
 
-        Raises :class:`OutboundRefused` for a forbidden target and aiohttp's errors for
-        network failures and timeouts.
+        ``timeout``: this call's, instead of the client's. Raises :class:`OutboundRefused`
+        for a forbidden target and aiohttp's errors for network failures and timeouts.
         """
         self.check(url)
         # a refused resolution raises OutboundRefused straight through aiohttp (it wraps
         # only OSError from a resolver)
         async with self.session().post(
-            url, data=body, headers=headers, allow_redirects=False
+            url, data=body, headers=headers, allow_redirects=False, timeout=timeout or self.timeout
         ) as response:
             # read (at most) a little of the body so the connection can be reused
             await response.content.read(64 * 1024)

@@ -86,7 +86,9 @@ async def send_order_confirmation(resources: Resources, *, shop_id: str, order_i
     # one Message-ID per order: a retried delivery is recognisably the same message
     del message["Message-ID"]
     message["Message-ID"] = f"<order-{order.id}@storefront>"
-    await resources.mailer.send(message)
+    # not retried here (an SMTP timeout after DATA may have delivered): the job retries
+    async with resources.resilience.guard("mail"):
+        await resources.mailer.send(message)
     try:
         async with resources.sessionmaker() as session, session.begin():
             repo = OrderRepository(session, order.shop_id, customer_id=None)

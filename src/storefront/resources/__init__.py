@@ -35,6 +35,7 @@ from storefront.kit.db import create_engine, create_sessionmaker
 from storefront.kit.endpoints import Endpoint
 from storefront.kit.kdf import derive_key
 from storefront.migration_head import head_revision
+from storefront.resilience import Resilience
 from storefront.resources.instrument import instrument_resources
 from storefront.settings import Settings
 from storefront.vault import PersonalDataVault
@@ -77,6 +78,8 @@ class Resources:
     mailer: Mailer | None  # outgoing SMTP, used by jobs; None with mail off
     # the resolver of named outgoing services: payments, mail (decision 0139)
     discovery: ServiceDiscovery
+    # breakers, bulkheads, deadlines and retries around every outgoing call (0138)
+    resilience: Resilience
     # the payment provider's SDK client; None without STOREFRONT_PAYMENTS__SECRET_KEY
     stripe: StripeConnection | None
     redis_prefix: str
@@ -162,6 +165,7 @@ async def open_resources(
             redis=redis,
             mailer=build_mailer(settings, discovery),
             discovery=discovery,
+            resilience=build_resilience(settings, redis),
             stripe=stripe,
             redis_prefix=settings.redis_prefix,
             trusted_proxies=parse_networks(settings.trusted_proxies),
@@ -247,6 +251,24 @@ def build_http_client(settings: Settings) -> OutboundClient:
         max_connections_per_host=outbound.max_connections_per_host,
         allow_private_targets=outbound.allow_private_targets,
         allow_http=outbound.allow_http,
+    )
+
+
+def build_resilience(settings: Settings, redis: Redis | None) -> Resilience:
+    """Breakers shared through Redis when it is configured; the webhook and mail clients'
+    own timeouts are their policies' defaults (decision 0138)."""
+    outbound, smtp = settings.outbound, settings.smtp
+    return Resilience(
+        settings.resilience,
+        redis=redis,
+        prefix=settings.redis_prefix,
+        clients={
+            "webhooks": {
+                "timeout_seconds": outbound.timeout_seconds,
+                "connect_timeout_seconds": outbound.connect_timeout_seconds,
+            },
+            "mail": {"connect_timeout_seconds": smtp.timeout_seconds},
+        },
     )
 
 

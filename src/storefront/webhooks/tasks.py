@@ -7,7 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import aiohttp
 from standardwebhooks.webhooks import Webhook
+from yarl import URL
 
 from storefront.auditlog import record
 from storefront.infra.outbound import OutboundRefused
@@ -53,7 +55,8 @@ async def deliver_webhook(
     Idempotent for the receiver: every attempt sends the same ``webhook-id`` and the same
     bytes. 2xx: done. 410 Gone: the receiver unsubscribed, the endpoint is disabled. A
     refused target (it now resolves to a non-public address): dropped, not retried. Anything
-    else (other statuses, timeouts, connection errors): raised, so the job is retried.
+    else (other statuses, timeouts, connection errors, the receiver's circuit open or its
+    bulkhead full): raised, so the job is retried.
     """
     key = uuid.UUID(endpoint_id)
     async with resources.sessionmaker() as session:
@@ -73,7 +76,20 @@ async def deliver_webhook(
         "webhook-signature": signature,
     }
     try:
-        status, _ = await resources.http.post(url, body=body.encode(), headers=headers)
+        # a circuit and a bulkhead per receiver (host and port): one shop's dead receiver
+        # never holds back another's deliveries; 5xx and 429 count against its circuit
+        target = URL(url)
+        async with resources.resilience.guard(
+            "webhooks", key=f"{target.host}:{target.port}", exclude=(OutboundRefused,)
+        ) as policy:
+            timeout = aiohttp.ClientTimeout(
+                total=policy.timeout_seconds, sock_connect=policy.connect_timeout_seconds
+            )
+            status, _ = await resources.http.post(
+                url, body=body.encode(), headers=headers, timeout=timeout
+            )
+            if status >= 500 or status == 429:
+                raise WebhookDeliveryFailed(f"endpoint {key} answered {status} to {message_id}")
     except OutboundRefused as exc:
         metrics.record_webhook_delivery(event, "refused")
         logger.warning("webhook %s to endpoint %s refused: %s", message_id, key, exc)
