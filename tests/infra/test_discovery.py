@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from storefront.infra.discovery import (
     ServiceDiscovery,
@@ -71,6 +72,10 @@ def discovery(
         {"services": services, **server.settings, **options}
     )
     return build_discovery(settings, clock=clock)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def picks(resolver: ServiceDiscovery, service: str, count: int) -> Counter[Endpoint]:
@@ -190,13 +195,18 @@ async def test_a_failing_endpoint_is_ejected_and_returns_after_the_cool_down(
         {"payments": {"dns_name": "api.svc.test", "port": 80}},
         cooldown_seconds=30,
     )
+    ejections = sample("storefront_discovery_ejections_total", service="payments")
     down = await resolver.pick("payments")
     resolver.report_failure("payments", down)
     assert down not in await picks(resolver, "payments", 6)
+    assert sample("storefront_discovery_ejections_total", service="payments") == ejections + 1
+    assert sample("storefront_discovery_endpoints", service="payments", state="out") == 1
+    assert sample("storefront_discovery_endpoints", service="payments", state="in_rotation") == 2
     clock.advance(29)
     assert down not in await picks(resolver, "payments", 6)
     clock.advance(1)
     assert (await picks(resolver, "payments", 6))[down] == 2  # back in turn
+    assert sample("storefront_discovery_endpoints", service="payments", state="out") == 0
     # reported again, out again; report_success brings it back before the cool-down
     resolver.report_failure("payments", down)
     assert down not in await picks(resolver, "payments", 4)
@@ -268,10 +278,17 @@ async def test_the_last_answer_serves_while_dns_fails_then_expires(
         stale_seconds=100,
         retry_seconds=5,
     )
+
+    def lookups(outcome: str) -> float:
+        return sample("storefront_discovery_lookups_total", service="payments", outcome=outcome)
+
+    ok, stale, failed = lookups("ok"), lookups("stale"), lookups("failed")
     known = set(await resolver.endpoints("payments"))
+    assert lookups("ok") == ok + 1
     server.zone.failing = True  # SERVFAIL from now on
     clock.advance(31)
     assert await resolver.pick("payments") in known  # stale, but an answer
+    assert lookups("stale") == stale + 1
     asked = server.zone.questions("api.svc.test", "A")
     assert asked >= 2
     clock.advance(4)
@@ -280,6 +297,7 @@ async def test_the_last_answer_serves_while_dns_fails_then_expires(
     clock.advance(100)
     with pytest.raises(ServiceUnresolvable, match="no nameserver answered"):
         await resolver.pick("payments")
+    assert lookups("failed") == failed + 1
     server.zone.failing = False
     clock.advance(5)
     assert await resolver.pick("payments") in known

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from prometheus_client import Counter, Gauge
+
 from storefront.kit.endpoints import Endpoint, parse_endpoint
 from storefront.kit.errors import DomainError
 
@@ -45,6 +47,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+
+# ``service`` is a configured name, never a host: bounded label values
+LOOKUPS = Counter(
+    "storefront_discovery_lookups",
+    "DNS lookups of a discovered service by outcome: ok, stale (failed; the last answer "
+    "is kept), failed (no answer to fall back on: calls to the service fail).",
+    ["service", "outcome"],
+)
+EJECTIONS = Counter(
+    "storefront_discovery_ejections",
+    "Endpoints taken out of rotation after a reported failure.",
+    ["service"],
+)
+ENDPOINTS = Gauge(
+    "storefront_discovery_endpoints",
+    "Endpoints of a service's current answer: in rotation, or out (ejected, cooling down).",
+    ["service", "state"],
+    multiprocess_mode="livemax",
+)
 STATIC_TTL = math.inf  # static endpoints never expire
 
 
@@ -341,6 +362,7 @@ class ServiceDiscovery:
         for endpoint, when in list(state.ejected.items()):
             if now - when >= self._cooldown:
                 del state.ejected[endpoint]
+                self._gauge(service, state)
                 logger.info(
                     "service %s: %s back in rotation after its cool-down", service, endpoint
                 )
@@ -355,16 +377,20 @@ class ServiceDiscovery:
         Reported again while out, its cool-down starts over."""
         state = self._state(service)
         if endpoint not in state.ejected:
+            EJECTIONS.labels(service=service).inc()
             logger.warning(
                 "service %s: %s failing, out of rotation for %ss", service, endpoint, self._cooldown
             )
         state.ejected[endpoint] = self._clock()
         if len(state.ejected) > _MAX_EJECTED:  # bounded: forget the longest-rested
             del state.ejected[min(state.ejected, key=state.ejected.__getitem__)]
+        self._gauge(service, state)
 
     def report_success(self, service: str, endpoint: Endpoint) -> None:
         """``endpoint`` answered: back in rotation now if it was out."""
-        if self._state(service).ejected.pop(endpoint, None) is not None:
+        state = self._state(service)
+        if state.ejected.pop(endpoint, None) is not None:
+            self._gauge(service, state)
             logger.info("service %s: %s answering again, back in rotation", service, endpoint)
 
     def _state(self, service: str) -> _State:
@@ -386,11 +412,14 @@ class ServiceDiscovery:
                 return state.candidates
             if state.candidates is None and state.failure is not None and now < state.failure_until:
                 raise state.failure
+            counted = not isinstance(state.source, StaticSource)
             try:
                 answer = await state.source.lookup(service)
             except ServiceUnresolvable as exc:
                 now = self._clock()
                 if state.candidates is not None and now < state.stale_until:
+                    if counted:
+                        LOOKUPS.labels(service=service, outcome="stale").inc()
                     logger.warning(
                         "service %s: lookup failed, keeping the last answer: %s",
                         service,
@@ -400,7 +429,12 @@ class ServiceDiscovery:
                     return state.candidates
                 state.candidates = None
                 state.failure, state.failure_until = exc, now + self._retry
+                if counted:
+                    LOOKUPS.labels(service=service, outcome="failed").inc()
+                self._gauge(service, state)
                 raise
+            if counted:
+                LOOKUPS.labels(service=service, outcome="ok").inc()
             now = self._clock()
             ttl = min(max(answer.ttl, self._min_ttl), self._max_ttl)
             if answer.ttl == STATIC_TTL:
@@ -412,7 +446,15 @@ class ServiceDiscovery:
             current = {c.endpoint for c in state.candidates}
             for gone in [e for e in state.ejected if e not in current]:
                 del state.ejected[gone]
+            self._gauge(service, state)
             return state.candidates
+
+    @staticmethod
+    def _gauge(service: str, state: _State) -> None:
+        total = len(state.candidates or ())
+        out = sum(1 for c in state.candidates or () if c.endpoint in state.ejected)
+        ENDPOINTS.labels(service=service, state="in_rotation").set(total - out)
+        ENDPOINTS.labels(service=service, state="out").set(out)
 
 
 _MAX_EJECTED = 1024
