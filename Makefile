@@ -32,7 +32,22 @@ run: install
 	else \
 		$(BIN)/storefront seed --if-empty; \
 	fi
-	$(BIN)/storefront serve
+	@# payments: unless STOREFRONT_PAYMENTS__SECRET_KEY names a provider (or in production), the
+	@# localstripe emulator runs on a free loopback port for as long as the server does
+	@# (decision 0137); its events go to the server's webhook endpoint
+	@if [ -n "$$STOREFRONT_PAYMENTS__SECRET_KEY" ] || [ "$$STOREFRONT_ENVIRONMENT" = "production" ]; then \
+		exec $(BIN)/storefront serve; \
+	fi; \
+	port=$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	$(BIN)/python tests/support/stripe_emulator.py --port $$port --webhook-secret whsec_localstripe \
+		--webhook-url "http://127.0.0.1:$${STOREFRONT_PORT:-8000}/api/v1/webhooks/stripe" & \
+	emulator=$$!; \
+	trap 'kill $$emulator 2>/dev/null; wait $$emulator 2>/dev/null' EXIT INT TERM; \
+	echo "payments: the localstripe emulator at http://127.0.0.1:$$port (stopped with the server)"; \
+	STOREFRONT_PAYMENTS__API_BASE=http://127.0.0.1:$$port \
+	STOREFRONT_PAYMENTS__SECRET_KEY=sk_test_localstripe \
+	STOREFRONT_PAYMENTS__WEBHOOK_SECRET=whsec_localstripe \
+		$(BIN)/storefront serve
 
 migrate: install
 	$(BIN)/storefront migrate

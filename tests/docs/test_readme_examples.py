@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import require_or_skip
 from tests.docs.readme_examples import README, ReadmeError, examples, retarget, run, script
-from tests.support.servers import cli_env, run_cli, serve, stop, wait_ready
+from tests.support.servers import cli_env, run_cli, serve, start_localstripe, stop, wait_ready
 
 
 def _tools_missing() -> str | None:
@@ -26,7 +26,14 @@ def _tools_missing() -> str | None:
 
 def test_the_readme_examples_run_against_a_seeded_server(tmp_path: Path) -> None:
     require_or_skip(_tools_missing())  # skipped locally without jq; CI=true fails instead
-    env = cli_env(f"sqlite+aiosqlite:///{tmp_path / 'readme.db'}")
+    # the payment provider, as `make run` starts it (the Payments examples pay an order)
+    emulator = start_localstripe()
+    env = cli_env(
+        f"sqlite+aiosqlite:///{tmp_path / 'readme.db'}",
+        STOREFRONT_PAYMENTS__API_BASE=emulator.url,
+        STOREFRONT_PAYMENTS__SECRET_KEY=emulator.SECRET_KEY,
+        STOREFRONT_PAYMENTS__WEBHOOK_SECRET=emulator.WEBHOOK_SECRET,
+    )
     run_cli(["migrate"], env)
     run_cli(["seed", "--if-empty"], env)
     proc, base = serve(env)
@@ -45,6 +52,7 @@ def test_the_readme_examples_run_against_a_seeded_server(tmp_path: Path) -> None
         )
     finally:
         output = stop(proc)
+        emulator.stop()
     assert done.returncode == 0, (
         f"README examples failed (exit {done.returncode}):\n{done.stderr}\n"
         f"--- stdout:\n{done.stdout}\n--- server:\n{output[-4000:]}"
@@ -53,6 +61,7 @@ def test_the_readme_examples_run_against_a_seeded_server(tmp_path: Path) -> None
     assert '"email":"customer@storefront.test"' in done.stdout
     assert '"role":"owner"' in done.stdout  # the owner's shops
     assert '"secret":"whsec_' in done.stdout  # the webhook was created (and deleted: curl -f)
+    assert '"status":"succeeded"' in done.stdout  # the order was paid through the emulator
     assert len(examples(README.read_text(encoding="utf-8"))) >= 3
 
 
