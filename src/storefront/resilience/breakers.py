@@ -11,7 +11,7 @@ back to opened on a failure). Around it this module adds what a deployment needs
 - one probe at a time per process while half-open: the other callers are refused as if the
   circuit were open, so a recovering dependency gets one call, not a stampede;
 - a Redis that is away never fails the call: the breaker falls back to the process's own
-  state until Redis answers again (logged once each way).
+  state, asking Redis again every few seconds (logged once each way).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from storefront.resilience.policy import Policy
+
+
+REDIS_RETRY_SECONDS = 5.0  # after a Redis error, how long the process keeps its own state
 
 
 class _PrefixedRedisRepository(AsyncRedisRepository):
@@ -78,6 +81,7 @@ class Breakers:
         if redis is not None:
             uow = _RedisUnitOfWork(_PrefixedRedisRepository(redis, f"{prefix}breaker:"))
             self._shared = AsyncCircuitBreakerFactory(uow=uow)
+        self._shared_retry_at = 0.0  # while Redis is away: the process's own circuits until
         self._probing: set[str] = set()
         # worst state per dependency, from the breakers seen not closed (bounded: closed
         # ones are dropped)
@@ -86,13 +90,13 @@ class Breakers:
     async def _context(
         self, name: str, policy: Policy
     ) -> tuple[Context, AsyncCircuitBreakerFactory]:
-        if self._shared is not None:
+        if self._shared is not None and time.monotonic() >= self._shared_retry_at:
             try:
                 breaker = await self._shared.get_breaker(
                     name, threshold=policy.failure_threshold, ttl=policy.cool_down_seconds
                 )
             except (RedisError, OSError) as exc:
-                dependency_status("redis").down(f"circuit breaker state: {type(exc).__name__}")
+                self._redis_failed(exc)
             else:
                 dependency_status("redis").up()
                 return breaker.context, self._shared
@@ -146,7 +150,13 @@ class Breakers:
                 await factory.messagebus.handle(context.messages.pop(0), factory.uow)
         except (RedisError, OSError) as exc:
             context.messages.clear()
-            dependency_status("redis").down(f"circuit breaker state: {type(exc).__name__}")
+            self._redis_failed(exc)
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        # the process's own circuits for a while: a Redis that hangs must not add its
+        # timeout to every outgoing call
+        self._shared_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
+        dependency_status("redis").down(f"circuit breaker state: {type(exc).__name__}")
 
     def _observe(self, dependency: str, name: str, state: str) -> None:
         states = self._not_closed.setdefault(dependency, {})
