@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from storefront.infra.discovery import (
+    PerEndpoint,
     ServiceDiscovery,
     ServiceUnresolvable,
     UnknownService,
@@ -344,3 +345,27 @@ async def test_static_endpoints_take_turns_and_are_ejected(clock: Clock) -> None
     assert resolver.services == ("mail", "payments", "search")
     with pytest.raises(UnknownService, match="STOREFRONT_DISCOVERY__SERVICES__BILLING__URLS"):
         await resolver.pick("billing")
+
+
+async def test_a_client_per_endpoint_for_sdks_built_with_their_address() -> None:
+    settings = DiscoverySettings.model_validate(
+        {"services": {"payments": {"urls": "http://127.0.0.1:12111,http://127.0.0.1:12112"}}}
+    )
+    built: list[str] = []
+
+    def build(endpoint: Endpoint) -> str:
+        built.append(endpoint.url)
+        return f"client for {endpoint.url}"
+
+    clients = PerEndpoint(build_discovery(settings).service("payments"), build)
+    chosen = [await clients.pick() for _ in range(4)]
+    assert [client for _, client in chosen] == [
+        "client for http://127.0.0.1:12111",
+        "client for http://127.0.0.1:12112",
+    ] * 2
+    assert built == ["http://127.0.0.1:12111", "http://127.0.0.1:12112"]  # built once each
+    first, _ = chosen[0]
+    clients.report_failure(first)
+    assert {client for _, client in [await clients.pick() for _ in range(2)]} == {
+        "client for http://127.0.0.1:12112"
+    }

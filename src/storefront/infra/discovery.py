@@ -31,7 +31,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+ClientT = TypeVar("ClientT")
 
 # ``service`` is a configured name, never a host: bounded label values
 LOOKUPS = Counter(
@@ -491,6 +492,40 @@ class ServiceEndpoints:
 
     def report_success(self, endpoint: Endpoint) -> None:
         self.discovery.report_success(self.name, endpoint)
+
+
+class PerEndpoint(Generic[ClientT]):
+    """A client object per endpoint of one service, for SDKs whose address is fixed when
+    they are built (Stripe's ``StripeClient(base_addresses=...)``): ``pick`` returns the
+    next endpoint and its client, built on first use by ``build`` and kept while the
+    endpoint is in the service's answers (at most ``max_clients``, the oldest dropped)."""
+
+    def __init__(
+        self,
+        endpoints: ServiceEndpoints,
+        build: Callable[[Endpoint], ClientT],
+        *,
+        max_clients: int = 64,
+    ) -> None:
+        self.endpoints = endpoints
+        self._build = build
+        self._clients: dict[Endpoint, ClientT] = {}
+        self._max = max_clients
+
+    async def pick(self) -> tuple[Endpoint, ClientT]:
+        endpoint = await self.endpoints.pick()
+        client = self._clients.get(endpoint)
+        if client is None:
+            client = self._clients[endpoint] = self._build(endpoint)
+            while len(self._clients) > self._max:
+                del self._clients[next(iter(self._clients))]
+        return endpoint, client
+
+    def report_failure(self, endpoint: Endpoint) -> None:
+        self.endpoints.report_failure(endpoint)
+
+    def report_success(self, endpoint: Endpoint) -> None:
+        self.endpoints.report_success(endpoint)
 
 
 def source_from_settings(spec: ServiceEndpointsSettings, dns: Dns) -> Source:
