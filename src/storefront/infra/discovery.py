@@ -189,6 +189,8 @@ class Dns:
             ) from None
         except dns.exception.DNSException as exc:
             raise ServiceUnresolvable(service, f"{name} {rdtype}: {exc} ({where})") from None
+        except OSError as exc:  # the nameserver's network unreachable, no socket to be had
+            raise ServiceUnresolvable(service, f"{name} {rdtype}: {exc} ({where})") from None
         return answer if answer.rrset is not None else None
 
     async def addresses(self, service: str, name: str) -> tuple[list[str], float]:
