@@ -9,18 +9,20 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storefront.events.consumers import EVENTS_PUBLISHED, Consumer, Outcome, process
 from storefront.events.envelope import CloudEvent, encode
 from storefront.events.outbox import EventRelay, RelayConfig, describe_error
 from storefront.events.rabbit import EventBroker, build_broker
 from storefront.infra.availability import Backoff, dependency, spawn
+from storefront.kit.db import create_engine, create_sessionmaker
 from storefront.settings import Settings
 
 logger = logging.getLogger("storefront.events")
 
 BROKER_BACKOFF_CAP = 30.0
+EVENTS_POOL_SIZE = 2  # the relay and the in-process consumers: one pass at a time
 IN_PROCESS_RETRY_DELAY = 0.05  # doubled after each failed in-process delivery
 
 
@@ -31,6 +33,23 @@ def events_broker_url(settings: Settings) -> str | None:
     if url is not None and urlsplit(url).scheme in {"amqp", "amqps"}:
         return url
     return None
+
+
+def _own_engine(engine: AsyncEngine, settings: Settings) -> AsyncEngine:
+    """A small pool of the events' own (the relay and the in-process consumers): they keep
+    working when requests exhaust theirs, and their statements never show up among a
+    request's. A private in-memory SQLite database is only visible to its own engine."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return engine
+    return create_engine(
+        url.render_as_string(hide_password=False),
+        pool_size=EVENTS_POOL_SIZE,
+        max_overflow=0,
+        pool_timeout=settings.database.pool_timeout_seconds,
+        statement_timeout_ms=settings.database.statement_timeout_ms,
+        application_name="storefront-events",
+    )
 
 
 class BrokerAway(ConnectionError):
@@ -73,6 +92,7 @@ class EventBus:
         )
         self.connected = False
         self._connector: asyncio.Task[None] | None = None
+        self._own_engine: AsyncEngine | None = None
 
     @classmethod
     def from_settings(
@@ -84,8 +104,9 @@ class EventBus:
         consume: bool,
     ) -> EventBus:
         events = settings.events
-        return cls(
-            sessionmaker,
+        engine = _own_engine(sessionmaker.kw["bind"], settings)
+        bus = cls(
+            create_sessionmaker(engine),
             broker_url=events_broker_url(settings),
             exchange=events.exchange,
             consumers=consumers,
@@ -97,6 +118,9 @@ class EventBus:
             ),
             max_deliveries=events.max_deliveries,
         )
+        if engine is not sessionmaker.kw["bind"]:
+            bus._own_engine = engine
+        return bus
 
     async def start(self) -> None:
         """Start relaying (and consuming); a broker that is away is connected in the
@@ -144,6 +168,9 @@ class EventBus:
         if self.broker is not None:
             self.connected = False
             await self.broker.broker.stop()
+        if self._own_engine is not None:
+            await self._own_engine.dispose()
+            self._own_engine = None
 
     async def _publish(self, event: CloudEvent) -> None:
         if self.broker is None or not self.connected:
