@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from storefront.idempotency import StoredResponse
 from storefront.identity.deps import CurrentPrincipal
+from storefront.kit.inputs import Text
 from storefront.orders.schemas import OrderOut
 from storefront.orders.serialise import orders_out
 from storefront.payments import webhooks
@@ -131,7 +132,7 @@ async def stripe_webhook(
     request: Request,
     session: SessionDep,
     resources: ResourcesDep,
-    stripe_signature: Annotated[str | None, Header()] = None,
+    stripe_signature: Annotated[Text | None, Header()] = None,
 ) -> WebhookAck:
     event = webhooks.verify(await request.body(), stripe_signature, resources)
     processed = await webhooks.handle(session, resources, event)
