@@ -244,10 +244,10 @@ async def test_a_hung_peer_is_cut_off_at_the_deadline_and_counts_as_a_failure(
 async def test_latency_within_the_deadline_succeeds_beyond_it_times_out(
     proxy: FaultProxy, http: aiohttp.ClientSession
 ) -> None:
-    res, name, call = resilience(timeout_seconds=1.0), dependency(), get(http, proxy)
+    res, name, call = resilience(timeout_seconds=3.0), dependency(), get(http, proxy)
     await proxy.set(Fault.LATENCY, latency=0.05)
     assert await guarded(res, name, call) == 200
-    await proxy.set(Fault.LATENCY, latency=5.0)
+    await proxy.set(Fault.LATENCY, latency=60.0)
     with pytest.raises(TimeoutError):
         await guarded(res, name, call)
     assert calls(name, "success") == 1
@@ -477,3 +477,16 @@ async def test_the_refusal_is_a_503_problem_with_retry_after() -> None:
             assert body["dependency"] == "payments"
             assert body["reason"] == reason
     assert issubclass(CircuitOpen, DependencyUnavailable)
+
+
+def test_per_dependency_overrides_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from storefront.settings import Settings
+
+    monkeypatch.setenv("STOREFRONT_RESILIENCE__FAILURE_THRESHOLD", "7")
+    monkeypatch.setenv("STOREFRONT_RESILIENCE__DEPENDENCIES__PAYMENTS__COOL_DOWN_SECONDS", "90")
+    res = Resilience(Settings().resilience, redis=None)
+    assert res.policy("payments").cool_down_seconds == 90
+    assert res.policy("payments").failure_threshold == 7
+    assert res.policy("mail").cool_down_seconds == 30
