@@ -6,6 +6,7 @@ nothing. Against the real emulator, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ from datetime import timedelta
 import httpx2
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from storefront.kit.db import utcnow
+from storefront.payments.models import Payment
 from storefront.payments.tasks import reconcile
 from storefront.resources import Resources
 from storefront.settings import Settings
@@ -200,3 +203,69 @@ async def test_a_charge_for_an_order_that_expired_meanwhile_is_refunded(
     [intent] = localstripe.payment_intents(order_id=world.order["id"])
     assert intent["latest_charge"]["refunded"] is True
     assert await order_status_in_db(cut.resources, world.order["id"]) == "expired"
+
+
+async def _lease_runs_out(resources: Resources, order_id: str) -> None:
+    """The lease of the order's processing payment ends now (as if its time had passed)."""
+    async with resources.sessionmaker() as session:
+        await session.execute(
+            update(Payment)
+            .where(Payment.order_id == uuid.UUID(order_id))
+            .values(claimed_until=utcnow() - timedelta(seconds=1))
+        )
+        await session.commit()
+
+
+async def test_paying_again_after_a_lost_answer_finds_the_charge_instead_of_charging(
+    cut: Cut, localstripe: LocalStripe
+) -> None:
+    world = await _charged_but_unanswered(cut, localstripe)
+    [lost] = await payments_in_db(cut.resources, world.order["id"])
+    await _lease_runs_out(cut.resources, world.order["id"])
+    # the customer tries again (a new key): the earlier charge is found by its metadata
+    r = await pay(cut.api, world.customer, world.shop, world.order["id"])
+    assert r.status_code == 201, r.text
+    assert r.json()["id"] == str(lost.id)
+    assert r.json()["status"] == "succeeded"
+    assert await order_status_in_db(cut.resources, world.order["id"]) == "paid"
+    assert len(localstripe.payment_intents(order_id=world.order["id"])) == 1
+
+
+async def test_paying_again_after_a_call_that_never_arrived_charges_once(
+    cut: Cut, localstripe: LocalStripe
+) -> None:
+    world = await _world(cut.api)
+    await cut.proxy.down()
+    assert (await pay(cut.api, world.customer, world.shop, world.order["id"])).status_code == 504
+    await cut.proxy.up()
+    await _lease_runs_out(cut.resources, world.order["id"])
+    r = await pay(cut.api, world.customer, world.shop, world.order["id"])
+    assert r.status_code == 201, r.text
+    statuses = [p.status.value for p in await payments_in_db(cut.resources, world.order["id"])]
+    assert statuses == ["failed", "succeeded"]
+    assert len(localstripe.payment_intents(order_id=world.order["id"])) == 1
+
+
+async def test_a_refund_made_at_the_provider_is_learnt_from_its_webhook(
+    cut: Cut, localstripe: LocalStripe
+) -> None:
+    world = await _world(cut.api)
+    r = await pay(cut.api, world.customer, world.shop, world.order["id"])
+    assert r.status_code == 201, r.text
+    reference = r.json()["provider_reference"]
+    refund = httpx2.post(
+        f"{localstripe.url}/v1/refunds",
+        data={"payment_intent": reference},
+        auth=(localstripe.SECRET_KEY, ""),
+        timeout=10,
+    )
+    assert refund.status_code == 200, refund.text
+    event = provider_event(
+        "charge.refunded",
+        {"id": refund.json()["charge"], "object": "charge", "payment_intent": reference},
+    )
+    body, headers = signed(event, localstripe.WEBHOOK_SECRET)
+    r = await cut.api.client.post(WEBHOOK, content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    [payment] = await payments_in_db(cut.resources, world.order["id"])
+    assert payment.status.value == "refunded"
