@@ -101,6 +101,7 @@ def test_the_dashboard_is_valid_grafana_json_covering_every_area() -> None:
         "Database",
         "Cache and rate limiting",
         "Jobs",
+        "Outgoing dependencies",
     ]
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
