@@ -22,6 +22,8 @@ from storefront.settings import Settings
 logger = logging.getLogger("storefront.events")
 
 BROKER_BACKOFF_CAP = 30.0
+# its outages are logged once each way under this name (infra/availability.py)
+EVENTS_DEPENDENCY = "events' RabbitMQ"
 EVENTS_POOL_SIZE = 2  # the relay and the in-process consumers: one pass at a time
 IN_PROCESS_RETRY_DELAY = 0.05  # doubled after each failed in-process delivery
 
@@ -129,7 +131,7 @@ class EventBus:
             try:
                 await self._connect()
             except Exception as exc:  # noqa: BLE001 - the stream keeps the events meanwhile
-                dependency("events-broker").down(describe_error(exc))
+                dependency(EVENTS_DEPENDENCY).down(describe_error(exc))
                 self._connector = spawn(self._connect_until_up(), name="storefront-events-broker")
         self.relay.start()
 
@@ -147,7 +149,7 @@ class EventBus:
                 await broker.stop()
             raise
         self.connected = True
-        dependency("events-broker").up()
+        dependency(EVENTS_DEPENDENCY).up()
         self.relay.wake()
 
     async def _connect_until_up(self) -> None:
@@ -156,7 +158,7 @@ class EventBus:
             try:
                 await self._connect()
             except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-                dependency("events-broker").down(describe_error(exc))
+                dependency(EVENTS_DEPENDENCY).down(describe_error(exc))
                 await asyncio.sleep(backoff.next_delay())
 
     async def stop(self) -> None:
