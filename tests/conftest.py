@@ -235,6 +235,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         },
     }
     values.update(overrides)
+    # domain events are delivered in-process unless a test asks for RabbitMQ (tests/events
+    # does): an app test with an amqp job broker leaves no event queues on the shared broker
+    values.setdefault("events", {"in_process": True})
     # the periodic readiness check (decision 0112) queries the app's engine on its own
     # schedule: off for in-process tests, which count statements; tests of it turn it on
     observability = values.get("observability")

@@ -214,6 +214,8 @@ class EventsSettings(BaseModel):
     STOREFRONT_BROKER_URL) is an amqp:// URL, delivered in-process otherwise."""
 
     broker_url: str | None = None  # amqp://...; unset: STOREFRONT_BROKER_URL if it is amqp
+    in_process: bool = False  # true: in-process delivery even with a RabbitMQ broker URL
+    # unless set: "<deployment_name>.events" (decision 0113), like the job queue
     exchange: str = Field(default="storefront.events", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
     poll_seconds: float = Field(default=1.0, gt=0, le=300)
     batch_size: int = Field(default=100, ge=1, le=10_000)
@@ -564,6 +566,9 @@ class Settings(BaseSettings):
         jobs = data.get("jobs")
         if jobs is None or (isinstance(jobs, dict) and not jobs.get("queue")):
             data = {**data, "jobs": {**(jobs or {}), "queue": f"{name}.jobs"}}
+        events = data.get("events")
+        if events is None or (isinstance(events, dict) and not events.get("exchange")):
+            data = {**data, "events": {**(events or {}), "exchange": f"{name}.events"}}
         return data
 
     @model_validator(mode="before")

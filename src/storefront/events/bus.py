@@ -30,7 +30,9 @@ IN_PROCESS_RETRY_DELAY = 0.05  # doubled after each failed in-process delivery
 
 def events_broker_url(settings: Settings) -> str | None:
     """RabbitMQ for events: STOREFRONT_EVENTS__BROKER_URL, else STOREFRONT_BROKER_URL when it
-    is amqp://; None: in-process delivery."""
+    is amqp://; None: in-process delivery (also when STOREFRONT_EVENTS__IN_PROCESS is set)."""
+    if settings.events.in_process:
+        return None
     url = settings.events.broker_url or settings.broker_url
     if url is not None and urlsplit(url).scheme in {"amqp", "amqps"}:
         return url
