@@ -14,12 +14,13 @@ from storefront.events import CloudEvent, Consumer, EventType, consume_once, rec
 from storefront.events.consumers import Outcome, process
 from storefront.events.envelope import decode, encode
 from storefront.events.outbox import to_cloudevent
-from storefront.kit.db import utcnow
+from storefront.kit.db import create_engine, create_sessionmaker, utcnow
 from storefront.resources import Resources
 from storefront.sales import SALES_PROJECTION
 from tests.support.events import eventually, projection, relayed_and_consumed, stored_events
 from tests.support.factories import Api
 from tests.support.orders import cancel_url
+from tests.support.servers import free_port
 
 
 async def _shop_with_product(api: Api, **product: Any) -> tuple[Any, Any, dict[str, Any], Any]:
@@ -179,3 +180,24 @@ async def test_poison_messages_are_dead_lettered_and_counted(resources: Resource
     assert outcomes == [Outcome.retry, Outcome.retry, Outcome.dead_letter]
     assert _dead(consumer.name, "failing") == 1
     assert await projection(resources.sessionmaker) == []  # nothing half-applied
+
+
+async def test_a_database_outage_is_never_a_poison_message() -> None:
+    """The consumer's database away is the dependency's fault, not the event's: the message is
+    retried however often it was delivered, never dead-lettered."""
+    engine = create_engine(
+        f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/absent", pool_timeout=2
+    )
+    try:
+        before = _dead(SALES_PROJECTION.name, "failing")
+        outcome = await process(
+            create_sessionmaker(engine),
+            SALES_PROJECTION,
+            encode(_event(uuid.uuid4())),
+            delivery=5,
+            max_deliveries=5,
+        )
+    finally:
+        await engine.dispose()
+    assert outcome is Outcome.retry
+    assert _dead(SALES_PROJECTION.name, "failing") == before

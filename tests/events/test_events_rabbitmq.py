@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import httpx2
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import delete
@@ -19,9 +20,14 @@ from storefront.events.envelope import CONTENT_TYPE
 from storefront.events.models import InboxEntry
 from storefront.events.outbox import RelayConfig, to_cloudevent
 from storefront.kit.db import create_engine, create_sessionmaker, run_after_commit
-from storefront.sales import SALES_PROJECTION
+from storefront.resources import Resources
+from storefront.sales import CONSUMERS, SALES_PROJECTION
 from storefront.sales.models import SalesDay
+from tests.conftest import make_settings
+from tests.support.apps import running_app
 from tests.support.events import eventually, inbox, projection, stored_events
+from tests.support.factories import V1, Api
+from tests.support.orders import cancel_url
 from tests.support.servers import TcpProxy
 
 
@@ -277,3 +283,59 @@ async def test_poison_messages_go_to_the_dead_letter_queue(
         assert str(paid) not in await inbox(sessionmaker, failing.name)
     finally:
         await bus.stop()
+
+
+async def test_the_api_publishes_and_the_worker_consumes_what_waited_in_its_queue(
+    database_url: str, rabbitmq_url: str, names: Names
+) -> None:
+    """The full mode: the API relays to RabbitMQ and consumes nothing; events published
+    before any worker ran wait in the consumer's queue (the API declared it) and reach the
+    projection once a worker consumes."""
+    settings = make_settings(
+        database_url, events={"broker_url": rabbitmq_url, "exchange": names.exchange}
+    )
+    async with running_app(settings) as app:
+        resources: Resources = app.state.resources
+        transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            api = Api(c, resources)
+            owner = await api.user()
+            customer = await api.user()
+            shop = await api.shop(owner)
+            product = await api.product(owner, shop, stock=9, price_cents=150)
+            first = await api.order(customer, shop, (product, 2))
+            await api.order(customer, shop, (product, 1))
+            r = await c.post(cancel_url(shop, first["id"]), headers=customer.auth)
+            assert r.status_code == 200, r.text
+
+            async def published() -> list[DomainEvent]:
+                return await stored_events(resources.sessionmaker)
+
+            events = await eventually(
+                published,
+                lambda rows: len(rows) == 4 and all(e.published_at for e in rows),
+                what="the API's relay publishing to RabbitMQ",
+            )
+            assert sorted(e.type for e in events) == [
+                "order.cancelled",
+                "order.placed",
+                "order.placed",
+                "product.changed",
+            ]
+            assert await projection(resources.sessionmaker) == []  # the API consumes nothing
+
+            worker = EventBus.from_settings(
+                settings, resources.sessionmaker, CONSUMERS, consume=True
+            )
+            await worker.start()
+            try:
+                r = await eventually(
+                    lambda: c.get(f"{V1}/shops/{shop['id']}/sales", headers=owner.auth),
+                    lambda resp: resp.status_code == 200 and bool(resp.json()["days"]),
+                    what="the sales projection fed by the worker",
+                )
+                [day] = r.json()["days"]
+                assert (day["orders_placed"], day["placed_cents"]) == (2, 450)
+                assert day["orders_cancelled"] == 1
+            finally:
+                await worker.stop()

@@ -56,6 +56,10 @@ def _own_engine(engine: AsyncEngine, settings: Settings) -> AsyncEngine:
     )
 
 
+class ConsumerUnavailable(RuntimeError):
+    """An in-process consumer's dependency is away: the event is relayed again later."""
+
+
 class BrokerAway(ConnectionError):
     """The events' broker is not connected (yet): the relay retries later."""
 
@@ -204,3 +208,7 @@ class EventBus:
                     break
                 await asyncio.sleep(delay)  # back-off between deliveries, not a wait for state
                 delay *= 2
+            else:
+                # still failing, on a dependency that is away: the relay keeps the event and
+                # retries it later (the consumers that did handle it skip it by their inbox)
+                raise ConsumerUnavailable(f"consumer {consumer.name} could not handle {event.id}")

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storefront.events.envelope import CloudEvent, Undecodable, decode
 from storefront.events.models import InboxEntry
+from storefront.infra.availability import dependency, unavailable_reason
 from storefront.kit.db import dialect_insert, utcnow
 
 logger = logging.getLogger("storefront.events")
@@ -117,7 +118,13 @@ async def process(
                 "consumer %s: poison event %s dead-lettered (%s)", consumer.name, event.id, exc
             )
             outcome, reason = Outcome.dead_letter, "undecodable"
-        except Exception:
+        except Exception as exc:
+            away = unavailable_reason(exc)
+            if away is not None:
+                # the database is away, not the event at fault: never a poison message
+                dependency(away[0]).down(away[1])
+                EVENTS_CONSUMED.labels(consumer=consumer.name, outcome=Outcome.retry).inc()
+                return Outcome.retry
             if delivery < max_deliveries:
                 logger.warning(
                     "consumer %s failed on event %s (%s), delivery %d of %d; retrying",

@@ -12,6 +12,7 @@ published before any worker ran still waits in its consumers' queues.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 from faststream.middlewares import AckPolicy
@@ -28,6 +29,8 @@ from storefront.events.envelope import (
     encode,
 )
 
+RETRY_BASE_SECONDS = 0.2  # before the first redelivery of a failed event; doubled each time
+RETRY_CAP_SECONDS = 10.0
 SPECIFICATION_URL = "amqp://rabbitmq:5672/"  # the AsyncAPI document's server (any deployment)
 
 
@@ -149,6 +152,9 @@ def _subscribe(
             max_deliveries=max_deliveries,
         )
         if outcome is Outcome.retry:
+            # back off before handing it back: a failing handler or an absent database must
+            # not spin the queue (the message keeps its place; x-delivery-count grows)
+            await asyncio.sleep(min(RETRY_BASE_SECONDS * 2 ** (delivery - 1), RETRY_CAP_SECONDS))
             await message.nack(requeue=True)
         elif outcome is Outcome.dead_letter:
             await message.reject(requeue=False)  # to <exchange>.dlx, then the dead-letter queue
