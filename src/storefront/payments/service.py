@@ -395,3 +395,7 @@ class PaymentService:
         ):
             self._record("payment.refunded", payment)
             metrics.record_result("refunded", payment.currency, payment.amount_cents)
+        # committed before the order is cancelled: the money went back whatever happens next
+        # (a failed cancellation leaves a paid order without a live payment; cancelling it
+        # again refunds nothing)
+        await self.session.commit()
