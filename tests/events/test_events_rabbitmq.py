@@ -158,6 +158,9 @@ async def test_events_recorded_during_a_broker_outage_are_relayed_once_it_is_bac
             )
             assert failed.published_at is None
             assert failed.attempts >= 1
+            waiting, age = await bus.relay.backlog()  # what the backlog gauges report
+            assert waiting == 1
+            assert age > 0
             assert await projection(sessionmaker) == []
 
             await proxy.up()
@@ -165,6 +168,7 @@ async def test_events_recorded_during_a_broker_outage_are_relayed_once_it_is_bac
                 row, lambda r: r.published_at is not None, what="the relay after the outage"
             )
             assert relayed.next_attempt_at is None
+            assert await bus.relay.backlog() == (0, 0.0)
             rows = await eventually(
                 lambda: projection(sessionmaker), bool, what="the projection from RabbitMQ"
             )

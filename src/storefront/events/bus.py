@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from storefront.events.consumers import EVENTS_PUBLISHED, Consumer, Outcome, process
+from storefront.events.consumers import Consumer, Outcome, process
 from storefront.events.envelope import CloudEvent, encode
+from storefront.events.metrics import EVENTS_PUBLISHED
 from storefront.events.outbox import EventRelay, RelayConfig, describe_error
 from storefront.events.rabbit import EventBroker, build_broker
 from storefront.infra.availability import Backoff, dependency, spawn

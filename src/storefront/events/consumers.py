@@ -9,34 +9,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storefront.events.envelope import CloudEvent, Undecodable, decode
+from storefront.events.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from storefront.events.models import InboxEntry
 from storefront.infra.availability import dependency, unavailable_reason
 from storefront.kit.db import dialect_insert, utcnow
 
 logger = logging.getLogger("storefront.events")
-
-# names read by the alert rules and dashboards in deploy/monitoring: never rename them
-EVENTS_CONSUMED = Counter(
-    "storefront_events_consumed",
-    "Deliveries of domain events to consumers by outcome "
-    "(handled, duplicate, retried, dead_lettered).",
-    ["consumer", "outcome"],
-)
-EVENTS_DEAD_LETTERED = Counter(
-    "storefront_events_dead_lettered",
-    "Poison messages a consumer gave up on (undecodable, or failing every delivery); "
-    "they wait in the dead-letter queue.",
-    ["consumer", "reason"],
-)
-EVENTS_PUBLISHED = Counter(
-    "storefront_events_published",
-    "Domain events handed to the broker (or delivered in-process) by type.",
-    ["type"],
-)
 
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
 

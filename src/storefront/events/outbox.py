@@ -27,6 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storefront.events.envelope import DEFAULT_SOURCE, CloudEvent, EventType
+from storefront.events.metrics import EVENTS_BACKLOG, EVENTS_OLDEST_AGE
 from storefront.events.models import MAX_ERROR_LENGTH, DomainEvent
 from storefront.infra.availability import Backoff, report_failure, spawn
 from storefront.kit.db import after_commit, new_id, snapshot_session, utcnow
@@ -105,6 +106,7 @@ class RelayConfig:
     send_timeout_seconds: float = 5.0
     base_delay_seconds: float = 0.5
     max_delay_seconds: float = 30.0
+    measure_seconds: float = 15.0  # how often the backlog gauges are sampled; 0: never
 
 
 class EventRelay:
@@ -140,11 +142,18 @@ class EventRelay:
 
     async def _run(self) -> None:
         backoff = Backoff(self.config.poll_seconds, max(self.config.max_delay_seconds, 1.0))
+        loop = asyncio.get_running_loop()
+        next_measure = 0.0
         while True:
             delay = self.config.poll_seconds
             try:
                 while await self.relay_due() >= self.config.batch_size:
                     pass
+                if self.config.measure_seconds > 0 and loop.time() >= next_measure:
+                    next_measure = loop.time() + self.config.measure_seconds
+                    rows, age = await self.backlog()
+                    EVENTS_BACKLOG.set(rows)
+                    EVENTS_OLDEST_AGE.set(age)
             except Exception as exc:
                 if not report_failure(exc) and backoff.failures == 0:
                     logger.exception("event relay pass failed; retrying with backoff")
@@ -224,12 +233,13 @@ class EventRelay:
             )
         return len(events)
 
-    async def backlog(self) -> int:
-        """Events recorded and not relayed yet."""
+    async def backlog(self) -> tuple[int, float]:
+        """Events recorded and not relayed yet, and how long the oldest has waited."""
+        waiting = DomainEvent.next_attempt_at.is_not(None)
         async with snapshot_session(self.sessionmaker) as session:
             count = await session.scalar(
-                select(func.count())
-                .select_from(DomainEvent)
-                .where(DomainEvent.next_attempt_at.is_not(None))
+                select(func.count()).select_from(DomainEvent).where(waiting)
             )
-        return int(count or 0)
+            oldest = await session.scalar(select(func.min(DomainEvent.occurred_at)).where(waiting))
+        age = max((utcnow() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+        return int(count or 0), age
