@@ -12,20 +12,23 @@ import aio_pika
 import httpx2
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storefront.events import CloudEvent, Consumer, DomainEvent, EventBus, EventType, record
 from storefront.events.envelope import CONTENT_TYPE
-from storefront.events.models import InboxEntry
 from storefront.events.outbox import RelayConfig, to_cloudevent
-from storefront.kit.db import create_engine, create_sessionmaker, run_after_commit
+from storefront.kit.db import run_after_commit
 from storefront.resources import Resources
 from storefront.sales import CONSUMERS, SALES_PROJECTION
-from storefront.sales.models import SalesDay
 from tests.conftest import make_settings
 from tests.support.apps import running_app
-from tests.support.events import eventually, inbox, projection, stored_events
+from tests.support.events import (
+    events_database,
+    eventually,
+    inbox,
+    projection,
+    stored_events,
+)
 from tests.support.factories import V1, Api
 from tests.support.orders import cancel_url
 from tests.support.servers import TcpProxy
@@ -33,16 +36,8 @@ from tests.support.servers import TcpProxy
 
 @pytest.fixture
 async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """The test worker's migrated database, left empty of events afterwards."""
-    engine = create_engine(database_url, pool_size=5, max_overflow=5)
-    maker = create_sessionmaker(engine)
-    try:
+    async with events_database(database_url) as maker:
         yield maker
-    finally:
-        async with maker() as session, session.begin():
-            for table in (SalesDay, InboxEntry, DomainEvent):
-                await session.execute(delete(table))
-        await engine.dispose()
 
 
 @dataclass

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storefront.events import DomainEvent, InboxEntry
+from storefront.kit.db import create_engine, create_sessionmaker
 from storefront.sales.models import SalesDay
 
 T = TypeVar("T")
@@ -70,3 +72,18 @@ async def relayed_and_consumed(
         return False
     wanted = {str(e.id) for e in events if e.type.startswith(binding_prefix)}
     return wanted <= await inbox(sessionmaker, consumer)
+
+
+@asynccontextmanager
+async def events_database(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The test worker's migrated database without an app (so no relay of the app's takes
+    the test's events), left empty of events afterwards."""
+    engine = create_engine(database_url, pool_size=5, max_overflow=5)
+    maker = create_sessionmaker(engine)
+    try:
+        yield maker
+    finally:
+        async with maker() as session, session.begin():
+            for table in (SalesDay, InboxEntry, DomainEvent):
+                await session.execute(delete(table))
+        await engine.dispose()

@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import takewhile
 from typing import Any
 
 import anyio
@@ -80,6 +81,10 @@ def record(
     )
     after_commit(session, _wake_relays)
     return event_id
+
+
+def _due(row: DomainEvent, now: datetime) -> bool:
+    return row.next_attempt_at is not None and row.next_attempt_at <= now
 
 
 def to_cloudevent(row: DomainEvent) -> CloudEvent:
@@ -172,8 +177,9 @@ class EventRelay:
         return timedelta(seconds=max(jittered, 0.05))
 
     async def relay_due(self, now: datetime | None = None) -> int:
-        """One pass: claim up to ``batch_size`` due events (oldest first), send them in
-        order, record the outcome. Returns how many were claimed."""
+        """One pass: claim up to ``batch_size`` due events, oldest first and stopping at the
+        first that is not due, send them in order, record the outcome. Returns how many were
+        claimed."""
         now = now or utcnow()
         async with snapshot_session(self.sessionmaker) as session:
             # an idle relay only reads (it never takes SQLite's write lock)
@@ -185,13 +191,16 @@ class EventRelay:
         async with self.sessionmaker() as session, session.begin():
             stmt = (
                 select(DomainEvent)
-                .where(DomainEvent.next_attempt_at <= now)
+                .where(DomainEvent.next_attempt_at.is_not(None))
                 .order_by(DomainEvent.id)
                 .limit(self.config.batch_size)
             )
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
-            rows = list((await session.scalars(stmt)).all())
+            pending = list((await session.scalars(stmt)).all())
+            # in recorded order: an older event waiting for its retry (or leased by another
+            # relay) holds back the newer ones, so consumers see them in order
+            rows = list(takewhile(lambda row: _due(row, now), pending))
             if not rows:
                 return 0
             lease = now + timedelta(seconds=self.config.lease_seconds)
