@@ -4,6 +4,7 @@ event is written in the transaction of the change, relayed, and consumed once.""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,10 +16,11 @@ from storefront.events.consumers import Outcome, process
 from storefront.events.envelope import decode, encode
 from storefront.events.outbox import to_cloudevent
 from storefront.kit.db import create_engine, create_sessionmaker, utcnow
+from storefront.orders.expiry import expire_due
 from storefront.resources import Resources
 from storefront.sales import SALES_PROJECTION
 from tests.support.events import eventually, projection, relayed_and_consumed, stored_events
-from tests.support.factories import Api
+from tests.support.factories import V1, Api
 from tests.support.orders import cancel_url
 from tests.support.servers import free_port
 
@@ -201,3 +203,27 @@ async def test_a_database_outage_is_never_a_poison_message() -> None:
         await engine.dispose()
     assert outcome is Outcome.retry
     assert _dead(SALES_PROJECTION.name, "failing") == before
+
+
+async def test_expiry_and_every_product_change_record_their_events(
+    api: Api, resources: Resources, client: Any
+) -> None:
+    owner, customer, shop, product = await _shop_with_product(api, stock=5, price_cents=400)
+    order = await api.order(customer, shop, (product, 1))
+    url = f"{V1}/shops/{shop['id']}/products/{product['id']}"
+    r = await client.patch(url, json={"price_cents": 450}, headers=owner.auth)
+    assert r.status_code == 200, r.text
+    r = await client.delete(url, headers=owner.auth)
+    assert r.status_code == 204, r.text
+    # the payment window passed (time given, not waited for)
+    later = utcnow() + timedelta(minutes=resources.settings.orders.payment_window_minutes + 1)
+    assert await expire_due(resources, resources.settings.orders, now=later) == 1
+
+    events = await stored_events(resources.sessionmaker)
+    [expired] = [e for e in events if e.type == "order.expired"]
+    assert expired.subject == f"orders/{order['id']}"
+    assert expired.data["status"] == "expired"
+    assert expired.data["total_cents"] == 400
+    changes = [(e.data["change"], e.data["version"]) for e in events if e.type == "product.changed"]
+    # the order's reservation made version 2: stock taken by orders is not a product.changed
+    assert changes == [("created", 1), ("updated", 3), ("archived", None)]
