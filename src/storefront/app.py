@@ -11,13 +11,16 @@ from fastapi import APIRouter, Depends, FastAPI
 from storefront import __version__
 from storefront.audit.routes import router as audit_router
 from storefront.catalog.routes import router as catalog_router
+from storefront.catalog.routes_v2 import router as catalog_v2_router
 from storefront.events import EventBus
+from storefront.graphql import graphql_router
 from storefront.identity.routes import jwks_router
 from storefront.identity.routes import router as identity_router
 from storefront.orders.expiry import OrderExpirySchedule
 from storefront.orders.routes import router as orders_router
 from storefront.orders.tasks import JOBS as ORDER_JOBS
 from storefront.payments.routes import router as payments_router
+from storefront.payments.routes_v2 import router as orders_v2_router
 from storefront.payments.tasks import ReconciliationSchedule
 from storefront.privacy.retention import RetentionSchedule
 from storefront.privacy.routes import router as privacy_router
@@ -28,6 +31,7 @@ from storefront.sales import CONSUMERS
 from storefront.sales.routes import router as sales_router
 from storefront.settings import Settings, get_settings
 from storefront.shops.routes import router as shops_router
+from storefront.shops.routes_v2 import router as shops_v2_router
 from storefront.telemetry.tracing import fastapi_telemetry
 from storefront.web import health
 from storefront.web.cors import EXPOSED_HEADERS, StrictCORSMiddleware
@@ -36,7 +40,7 @@ from storefront.web.fast_path import CachedReadFastPath
 from storefront.web.limits import json_body_guard
 from storefront.web.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from storefront.web.observability import ObservabilityMiddleware
-from storefront.web.paths import API_PREFIX
+from storefront.web.paths import API_PREFIX, API_V2_PREFIX
 from storefront.web.problems import install_problem_handlers
 from storefront.web.protection import install_protection
 from storefront.web.route_policy import declared, fast_reads
@@ -151,6 +155,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         api.include_router(router)
     app.include_router(api)
+    # API v2 (HAL, decision 0142): the same services and guards, its own prefix
+    api_v2 = APIRouter(prefix=API_V2_PREFIX, dependencies=api.dependencies)
+    for router in (shops_v2_router, catalog_v2_router, orders_v2_router):
+        api_v2.include_router(router)
+    app.include_router(api_v2)
+    app.include_router(graphql_router(settings))  # /graphql (decision 0145)
     app.include_router(jwks_router)
     app.include_router(health.router)
 

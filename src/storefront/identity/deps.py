@@ -114,3 +114,16 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 CurrentUserRow = Annotated[User, Depends(current_user)]
 CurrentPair = Annotated[tuple[User, Principal], Depends(_current_user)]
 Client = Annotated[ClientInfo, Depends(client_info)]
+
+
+async def optional_principal(
+    resources: ResourcesDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Principal | None:
+    """The caller when a token is sent (checked as for ``CurrentPrincipal``: a bad one is
+    still 401), None when anonymous: for public reads whose links depend on who asks."""
+    if token is None:
+        return None
+    return await _principal(resources, token)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

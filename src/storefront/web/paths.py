@@ -11,3 +11,6 @@ API_PREFIX = "/api/v1"
 # never rate limited (prefixes): liveness (a refused liveness probe restarts a healthy
 # process), the docs page, its static files and the OpenAPI document
 NOT_RATE_LIMITED = ("/livez", "/docs", "/static/", "/openapi.json")
+
+# API version 2 (HAL, decision 0142): the same services under their v1 paths, after this prefix
+API_V2_PREFIX = "/api/v2"

@@ -1,0 +1,359 @@
+"""Orders and their payments in API v2 (HAL, decision 0142).
+
+They live here, beside v1's cancel route, because an order's v2 representation embeds its
+payments and offers ``sf:pay``/``sf:refund``, and payments sit above orders (decision 0137).
+Every rule is the services' (``OrderService``, ``PaymentService``) and every authorization
+v1's dependencies (``OrderReader``, ``OrderPayer``, ``OrderCanceller``): v2 only shapes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import Field
+
+from storefront.idempotency import StoredResponse
+from storefront.identity.deps import CurrentPrincipal
+from storefront.kit.errors import NotFound
+from storefront.kit.money import money
+from storefront.orders.auth import OrderReader
+from storefront.orders.hal import order_path, order_resource
+from storefront.orders.models import OrderStatus
+from storefront.orders.schemas import OrderIn
+from storefront.orders.sealing import open_addresses
+from storefront.orders.service import OrderService, OrderViewer
+from storefront.payments.auth import OrderCanceller, OrderPayer, PaymentsReader
+from storefront.payments.schemas import PaymentIn
+from storefront.payments.service import PaymentService
+from storefront.web.deps import ResourcesDep, SessionDep
+from storefront.web.hal import (
+    ORDER,
+    SHOP,
+    Accepted,
+    HalOut,
+    HALResponse,
+    MoneyOut,
+    PageParamsV2Dep,
+    Resource,
+    encode,
+    hal_response,
+    ident,
+    link,
+    page,
+    problems,
+    resource,
+    timestamp,
+    v2,
+)
+from storefront.web.idempotency import require_key
+from storefront.web.paths import API_V2_PREFIX
+from storefront.web.responses import NO_STORE
+
+router = APIRouter(tags=["orders (v2)"])
+PERSONAL = {"Cache-Control": NO_STORE}
+
+
+class PaymentV2(HalOut):
+    id: str
+    order_id: str
+    status: str
+    amount: MoneyOut
+    provider_reference: str | None
+    failure_code: str | None
+    created_at: str
+    updated_at: str
+
+
+class OrderLineV2(HalOut):
+    product_id: str
+    sku: str
+    name: str
+    unit_price: MoneyOut
+    quantity: int
+    line_total: MoneyOut
+
+
+class OrderV2(HalOut):
+    id: str
+    shop_id: str
+    customer_id: str | None
+    status: str
+    total: MoneyOut
+    shipping_address: dict[str, Any] | None
+    customer_erased: bool
+    created_at: str
+    updated_at: str
+    expires_at: str | None
+    embedded: dict[str, list[OrderLineV2] | list[PaymentV2]] = Field(
+        alias="_embedded", description="lines; payments (not in listings)"
+    )
+
+
+class OrderPageV2(HalOut):
+    count: int
+    embedded: dict[str, list[OrderV2]] = Field(alias="_embedded")
+
+
+class PaymentListV2(HalOut):
+    count: int
+    embedded: dict[str, list[PaymentV2]] = Field(alias="_embedded")
+
+
+def payment_resource(shop_id: Any, payment: Any) -> Resource:
+    order = order_path(shop_id, payment.order_id)
+    return resource(
+        {
+            "self": link(v2(f"{order}/payments/{payment.id}")),
+            "collection": link(v2(f"{order}/payments")),
+            ORDER: link(v2(order)),
+        },
+        {
+            "id": ident(payment.id),
+            "order_id": ident(payment.order_id),
+            "status": payment.status.value,
+            "amount": money(payment.amount_cents, payment.currency),
+            "provider_reference": payment.provider_reference,
+            "failure_code": payment.failure_code,
+            "created_at": timestamp(payment.created_at),
+            "updated_at": timestamp(payment.updated_at),
+        },
+    )
+
+
+async def _order_document(
+    payments: PaymentService, viewer: OrderViewer, order: Any, resources: ResourcesDep
+) -> Resource:
+    """One order, its lines and its payments embedded, as ``viewer`` sees it."""
+    (address,) = await open_addresses(payments.session, [order], vault=resources.vault)
+    paid = await payments.list_for_order(viewer, order.id)
+    return order_resource(
+        order,
+        order.lines,
+        address,
+        viewer,
+        payments=[payment_resource(order.shop_id, p) for p in paid],
+    )
+
+
+def _stored(stored: StoredResponse, media_type: str) -> Response:
+    """An idempotent operation's answer (stored as HAL) in the negotiated media type."""
+    headers = {**stored.headers, "Vary": "Accept"}
+    if stored.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return HALResponse(stored.body, stored.status, headers=headers, media_type=media_type)
+
+
+@router.post(
+    "/shops/{shop_id}/orders",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderV2,
+    response_class=HALResponse,
+    responses=problems(400, 401, 404, 409, 422),
+    summary="Place an order (Idempotency-Key required); it offers sf:pay and sf:cancel",
+)
+async def create_order(
+    shop_id: uuid.UUID,
+    body: OrderIn,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    resources: ResourcesDep,
+    key: Annotated[str, Depends(require_key)],
+    media_type: Accepted,
+) -> Response:
+    async def place() -> StoredResponse:
+        orders = OrderService(
+            session,
+            shop_id,
+            cache=resources.cache,
+            vault=resources.vault,
+            jobs=resources.jobs,
+            orders=resources.settings.orders if resources.settings is not None else None,
+        )
+        order = await orders.place(principal, body)
+        viewer = await orders.viewer(principal)
+        (address,) = await open_addresses(session, [order], vault=resources.vault)
+        document = order_resource(order, order.lines, address, viewer, payments=[])
+        return StoredResponse(
+            status.HTTP_201_CREATED,
+            encode(document),
+            {"Location": v2(order_path(shop_id, order.id)), **PERSONAL},
+        )
+
+    stored = await resources.idempotency.run(
+        session,
+        owner=str(principal.user_id),
+        # v2's own scope: a key used on v1 does not replay v1's body here
+        scope=f"POST {API_V2_PREFIX}/shops/{shop_id}/orders",
+        key=key,
+        payload=body.model_dump(mode="json"),
+        work=place,
+    )
+    return _stored(stored, media_type)
+
+
+@router.get(
+    "/shops/{shop_id}/orders",
+    response_model=OrderPageV2,
+    response_class=HALResponse,
+    responses=problems(401, 404, 422),
+    summary="A page of orders: the shop's staff see all, a customer their own",
+)
+async def list_orders(
+    request: Request,
+    viewer: OrderReader,
+    session: SessionDep,
+    resources: ResourcesDep,
+    params: PageParamsV2Dep,
+    media_type: Accepted,
+    status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+) -> Response:
+    rows, next_after = await OrderService(
+        session, viewer.shop_id, cache=resources.cache, vault=resources.vault
+    ).list_page(viewer, limit=params.limit, after=params.after, status=status_filter)
+    addresses = await open_addresses(session, [order for order, _ in rows], vault=resources.vault)
+    items = [
+        order_resource(order, lines, address, viewer)
+        for (order, lines), address in zip(rows, addresses, strict=True)
+    ]
+    body = page(
+        request, params, next_after, "orders", items, {SHOP: link(v2(f"/shops/{viewer.shop_id}"))}
+    )
+    return hal_response(body, media_type, headers=PERSONAL)
+
+
+@router.get(
+    "/shops/{shop_id}/orders/{order_id}",
+    response_model=OrderV2,
+    response_class=HALResponse,
+    responses=problems(401, 404, 422),
+    summary="An order with its lines, payments and the actions open to the caller",
+)
+async def get_order(
+    order_id: uuid.UUID,
+    viewer: OrderReader,
+    session: SessionDep,
+    resources: ResourcesDep,
+    media_type: Accepted,
+) -> Response:
+    payments = PaymentService.of(session, viewer.shop_id, resources)
+    order = await OrderService(
+        session, viewer.shop_id, cache=resources.cache, vault=resources.vault
+    ).get(viewer, order_id)
+    document = await _order_document(payments, viewer, order, resources)
+    return hal_response(document, media_type, headers=PERSONAL)
+
+
+@router.post(
+    "/shops/{shop_id}/orders/{order_id}/cancel",
+    response_model=OrderV2,
+    response_class=HALResponse,
+    responses=problems(401, 404, 409, 422),
+    summary="Cancel an order (its customer while pending; staff while pending or paid, "
+    "refunding a paid one); the target of sf:cancel and sf:refund",
+)
+async def cancel_order(
+    order_id: uuid.UUID,
+    viewer: OrderCanceller,
+    session: SessionDep,
+    resources: ResourcesDep,
+    media_type: Accepted,
+) -> Response:
+    payments = PaymentService.of(session, viewer.shop_id, resources)
+    order = await payments.cancel_order(viewer, order_id)
+    document = await _order_document(payments, viewer, order, resources)
+    return hal_response(document, media_type, headers=PERSONAL)
+
+
+@router.post(
+    "/shops/{shop_id}/orders/{order_id}/payments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PaymentV2,
+    response_class=HALResponse,
+    responses={
+        **problems(400, 401, 404, 409, 422),
+        402: {**problems(400)[400], "description": "Declined: nothing charged"},
+        504: {**problems(400)[400], "description": "The provider did not answer"},
+    },
+    summary="Pay an order (its customer; Idempotency-Key required); the target of sf:pay",
+)
+async def pay_order(
+    order_id: uuid.UUID,
+    body: PaymentIn,
+    viewer: OrderPayer,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    resources: ResourcesDep,
+    key: Annotated[str, Depends(require_key)],
+    media_type: Accepted,
+) -> Response:
+    shop_id = viewer.shop_id
+
+    async def pay() -> StoredResponse:
+        payment = await PaymentService.of(session, shop_id, resources).pay(
+            viewer, order_id, body.payment_method
+        )
+        return StoredResponse(
+            status.HTTP_201_CREATED,
+            encode(payment_resource(shop_id, payment)),
+            {"Location": v2(f"{order_path(shop_id, order_id)}/payments/{payment.id}"), **PERSONAL},
+        )
+
+    stored = await resources.idempotency.run(
+        session,
+        owner=str(principal.user_id),
+        scope=f"POST {API_V2_PREFIX}{order_path(shop_id, order_id)}/payments",
+        key=key,
+        payload=body.model_dump(mode="json"),
+        work=pay,
+    )
+    return _stored(stored, media_type)
+
+
+@router.get(
+    "/shops/{shop_id}/orders/{order_id}/payments",
+    response_model=PaymentListV2,
+    response_class=HALResponse,
+    responses=problems(401, 404, 422),
+    summary="An order's payments, oldest first (its customer and the shop's staff)",
+)
+async def list_payments(
+    order_id: uuid.UUID,
+    viewer: PaymentsReader,
+    session: SessionDep,
+    resources: ResourcesDep,
+    media_type: Accepted,
+) -> Response:
+    shop_id = viewer.shop_id
+    paid = await PaymentService.of(session, shop_id, resources).list_for_order(viewer, order_id)
+    items = [payment_resource(shop_id, p) for p in paid]
+    path = order_path(shop_id, order_id)
+    body = resource(
+        {"self": link(v2(f"{path}/payments")), ORDER: link(v2(path))},
+        {"count": len(items)},
+        {"payments": items},
+    )
+    return hal_response(body, media_type, headers=PERSONAL)
+
+
+@router.get(
+    "/shops/{shop_id}/orders/{order_id}/payments/{payment_id}",
+    response_model=PaymentV2,
+    response_class=HALResponse,
+    responses=problems(401, 404, 422),
+    summary="One payment of an order",
+)
+async def get_payment(
+    order_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    viewer: PaymentsReader,
+    session: SessionDep,
+    resources: ResourcesDep,
+    media_type: Accepted,
+) -> Response:
+    shop_id = viewer.shop_id
+    paid = await PaymentService.of(session, shop_id, resources).list_for_order(viewer, order_id)
+    for payment in paid:
+        if payment.id == payment_id:
+            return hal_response(payment_resource(shop_id, payment), media_type, headers=PERSONAL)
+    raise NotFound("No such payment of this order.")

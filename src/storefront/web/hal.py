@@ -1,0 +1,288 @@
+"""HAL (draft-kelly-json-hal) for API v2: links, embedded resources, pages, and the response
+that negotiates its media type.
+
+A resource is a plain dict: ``_links`` first, then its properties, then ``_embedded``. Link
+relations are IANA's registered names where one fits (``self``, ``collection``, ``item``,
+``first``, ``next``, ``prev``, ``edit``) and ours otherwise, written as the CURIE ``sf:<name>``
+that expands to ``https://storefront.dev/rels/<name>`` (documented in docs/api.md; a client
+compares the names, it never needs to fetch them). Action links (``sf:pay``, ``sf:cancel``,
+``sf:refund``, ``sf:archive``) appear only when the caller may take the action now.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from storefront.kit.inputs import STORABLE
+from storefront.kit.negotiation import negotiate
+from storefront.web.pagination import (
+    DEFAULT_PAGE_SIZE,
+    MAX_CURSOR_LENGTH,
+    MAX_PAGE_SIZE,
+    InvalidCursor,
+)
+from storefront.web.paths import API_V2_PREFIX
+from storefront.web.responses import PROBLEM_RESPONSES
+
+HAL_JSON = "application/hal+json"
+JSON = "application/json"
+# most preferred first: HAL is v2's default (no Accept, */*, application/*)
+OFFERS = (HAL_JSON, JSON)
+
+REL_NAMESPACE = "https://storefront.dev/rels/"
+CURIES = [{"name": "sf", "href": REL_NAMESPACE + "{rel}", "templated": True}]
+
+# our link relations (docs/api.md, "Link relations"); the method each one takes is documented
+# there, as HAL links carry none
+SHOP = "sf:shop"
+PRODUCTS = "sf:products"
+PRODUCT = "sf:product"
+ORDERS = "sf:orders"
+ORDER = "sf:order"
+PAYMENTS = "sf:payments"
+PAY = "sf:pay"
+CANCEL = "sf:cancel"
+REFUND = "sf:refund"
+ARCHIVE = "sf:archive"
+CUSTOMER = "sf:customer"
+RELATIONS = (SHOP, PRODUCTS, PRODUCT, ORDERS, ORDER, PAYMENTS, PAY, CANCEL, REFUND, ARCHIVE)
+
+Link = dict[str, Any]
+Resource = dict[str, Any]
+
+
+class HALResponse(Response):
+    """What a v2 route answers (the documents name ``application/hal+json``)."""
+
+    media_type = HAL_JSON
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses an operation can actually return, for its documentation; every
+    v2 route negotiates (406) and may be refused by the API protection (429, 503)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in (*codes, 406, 429, 503):
+        if code == 406:
+            out[406] = {
+                **PROBLEM_RESPONSES[400],
+                "description": "None of the offered media types is acceptable (listed)",
+            }
+        else:
+            out[code] = PROBLEM_RESPONSES[code]
+    return out
+
+
+# --- documented shapes (the OpenAPI document of v2; the bodies are built as dicts) ----------
+
+
+class LinkOut(BaseModel):
+    href: str
+    templated: bool | None = None
+    title: str | None = None
+
+
+class MoneyOut(BaseModel):
+    amount: str = Field(description="decimal string in the currency's minor unit (ISO 4217)")
+    currency: str = Field(description="ISO 4217 code")
+
+
+class HalOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    links: dict[str, LinkOut | list[LinkOut] | list[dict[str, Any]]] = Field(
+        alias="_links",
+        description="self and related resources; action links only when allowed now",
+    )
+
+
+def v2(path: str) -> str:
+    """The v2 URL of ``path`` (``/shops/...``); relative, as v1's pagination links are."""
+    return API_V2_PREFIX + path
+
+
+def link(href: str, *, title: str | None = None, templated: bool = False) -> Link:
+    out: Link = {"href": href}
+    if templated:
+        out["templated"] = True
+    if title is not None:
+        out["title"] = title
+    return out
+
+
+def resource(
+    links: Mapping[str, Link | list[Link]],
+    properties: Mapping[str, Any],
+    embedded: Mapping[str, list[Resource] | Resource] | None = None,
+) -> Resource:
+    """A HAL resource; ``curies`` are added when any link uses them."""
+    all_links: dict[str, Any] = dict(links)
+    if any(rel.startswith("sf:") for rel in all_links):
+        all_links["curies"] = CURIES
+    out: Resource = {"_links": all_links, **properties}
+    if embedded:
+        out["_embedded"] = dict(embedded)
+    return out
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z`` (a naive value, as SQLite returns, is UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def ident(value: uuid.UUID | None) -> str | None:
+    """Ids are strings in v2."""
+    return None if value is None else str(value)
+
+
+# --- pages -------------------------------------------------------------------------------
+# v2 cursors are v1's (keyset: the id to continue after) plus where the page before started,
+# so a page can link back one step: {"id": <after>, "prev": <the previous page's after, or ""
+# when the previous page is the first>}. A page reached through its ``prev`` link no longer
+# knows the page before it and offers ``first`` instead.
+
+
+def _encode(data: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+
+
+class CursorV2:
+    __slots__ = ("after", "prev")
+
+    def __init__(self, after: uuid.UUID | None, prev: uuid.UUID | bool | None) -> None:
+        self.after = after  # continue after this id (None: the first page)
+        # the previous page's ``after``: None is the first page, False unknown
+        self.prev = prev
+
+
+def decode_cursor_v2(cursor: str | None) -> CursorV2:
+    if cursor is None:
+        return CursorV2(None, False)
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
+        after = uuid.UUID(hex=data["id"])
+        prev_raw = data.get("prev", False)
+        prev: uuid.UUID | bool | None
+        if prev_raw is False:
+            prev = False
+        elif prev_raw == "":
+            prev = None
+        else:
+            prev = uuid.UUID(hex=prev_raw)
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidCursor("The cursor is malformed; use the page's links as returned.") from exc
+    return CursorV2(after, prev)
+
+
+def encode_cursor_v2(after: uuid.UUID, prev: uuid.UUID | bool | None) -> str:
+    data = {"id": after.hex}
+    if prev is not False:
+        data["prev"] = "" if prev is None else prev.hex  # type: ignore[union-attr]
+    return _encode(data)
+
+
+class PageParamsV2:
+    __slots__ = ("cursor", "limit")
+
+    def __init__(self, limit: int, cursor: CursorV2) -> None:
+        self.limit = limit
+        self.cursor = cursor
+
+    @property
+    def after(self) -> uuid.UUID | None:
+        return self.cursor.after
+
+
+async def page_params_v2(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH), STORABLE] = None,
+) -> PageParamsV2:
+    return PageParamsV2(limit, decode_cursor_v2(cursor))
+
+
+PageParamsV2Dep = Annotated[PageParamsV2, Depends(page_params_v2)]
+
+
+def _page_url(request: Request, cursor: str | None) -> str:
+    url = request.url.remove_query_params("cursor")
+    if cursor is not None:
+        url = url.include_query_params(cursor=cursor)
+    return f"{url.path}?{url.query}" if url.query else url.path
+
+
+def page_links(
+    request: Request, params: PageParamsV2, next_after: uuid.UUID | None
+) -> dict[str, Link]:
+    """``self``, ``first``, and ``next``/``prev`` where they exist."""
+    links: dict[str, Link] = {
+        "self": link(_page_url(request, request.query_params.get("cursor"))),
+        "first": link(_page_url(request, None)),
+    }
+    if next_after is not None:
+        links["next"] = link(_page_url(request, encode_cursor_v2(next_after, params.after)))
+    prev = params.cursor.prev
+    if params.after is not None and prev is not False:
+        previous = None if prev is None else encode_cursor_v2(prev, False)  # type: ignore[arg-type]
+        links["prev"] = link(_page_url(request, previous))
+    return links
+
+
+def page(
+    request: Request,
+    params: PageParamsV2,
+    next_after: uuid.UUID | None,
+    rel: str,
+    items: Sequence[Resource],
+    extra_links: Mapping[str, Link] | None = None,
+) -> Resource:
+    """A page of a collection: its items embedded under ``rel``, and how many are here."""
+    return resource(
+        {**page_links(request, params, next_after), **(extra_links or {})},
+        {"count": len(items)},
+        {rel: list(items)},
+    )
+
+
+# --- the response ------------------------------------------------------------------------
+
+
+async def accepted(request: Request) -> str:
+    """The media type this request's v2 resource goes out as, decided before any work is done
+    (a 406 problem, listing what is offered, when none is acceptable)."""
+    return negotiate(request.headers.get("accept"), OFFERS)
+
+
+Accepted = Annotated[str, Depends(accepted)]
+
+
+def hal_response(
+    body: Resource,
+    media_type: str,
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> HALResponse:
+    """``body`` as HAL (the default) or plain ``application/json`` (the same document);
+    always ``Vary: Accept``."""
+    return HALResponse(
+        encode(body),
+        status_code=status_code,
+        media_type=media_type,
+        headers={**(headers or {}), "Vary": "Accept"},
+    )
+
+
+def encode(body: Resource) -> bytes:
+    return orjson.dumps(body)
