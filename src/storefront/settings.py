@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Literal, Self
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     Field,
     SecretStr,
@@ -129,6 +131,21 @@ class ObservabilitySettings(BaseModel):
                 "STOREFRONT_OBSERVABILITY__METRICS_TOKEN must be a random value of 24+ chars"
             )
         return value
+
+
+class ApiSettings(BaseModel):
+    """API versions (STOREFRONT_API__*, decision 0143, docs/api-versioning.md): when v1 was
+    deprecated and when it goes away. A v1 route with a v2 successor answers with these as
+    ``Deprecation`` (RFC 9745) and ``Sunset`` (RFC 8594)."""
+
+    v1_deprecated_at: AwareDatetime = datetime(2026, 12, 7, tzinfo=UTC)
+    v1_sunset_at: AwareDatetime = datetime(2027, 12, 31, tzinfo=UTC)
+
+    @model_validator(mode="after")
+    def _sunset_after_deprecation(self) -> Self:
+        if self.v1_sunset_at <= self.v1_deprecated_at:
+            raise ValueError("STOREFRONT_API__V1_SUNSET_AT must come after V1_DEPRECATED_AT")
+        return self
 
 
 class ProtectionSettings(BaseModel):
@@ -548,6 +565,7 @@ class Settings(BaseSettings):
     orders: OrdersSettings = Field(default_factory=OrdersSettings)
     payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     # shops one account may own at once; platform admins are not capped (decision 0121)
     max_owned_shops_per_user: int = Field(default=20, ge=1, le=100_000)
 
