@@ -28,7 +28,8 @@ from tests.support.apps import running_app
 from tests.support.factories import Api, shop_with_staff
 from tests.support.orders import order_status_in_db, set_order_status
 from tests.support.payments import pay, payments_in_db, processed_events, provider_event, signed
-from tests.support.servers import LocalStripe, ResponseCuttingProxy
+from tests.support.problems import assert_problem
+from tests.support.servers import LocalStripe, ResponseCuttingProxy, free_port
 
 WEBHOOK = "/api/v1/webhooks/stripe"
 
@@ -121,19 +122,23 @@ async def test_a_lost_answer_is_settled_by_reconciliation_never_charged_twice(
 async def test_a_payment_that_never_reached_the_provider_is_written_off(
     cut: Cut, localstripe: LocalStripe
 ) -> None:
-    """The proxy refuses connections: no PaymentIntent exists. After the lease the payment
-    is failed (nothing was charged) and the order can be paid again."""
+    """The proxy refuses connections: the charge never left (no connection ever opened), so
+    the payment is failed at once (``not_sent``, a 503 with Retry-After), nothing was
+    charged, and the order can be paid again straight away (no lease to wait out)."""
     world = await _world(cut.api)
     await cut.proxy.down()
     r = await pay(cut.api, world.customer, world.shop, world.order["id"])
     await cut.proxy.up()
-    assert r.status_code == 504, r.text
+    problem = assert_problem(r, 503)
+    assert problem["type"].endswith("/dependency-unavailable")
+    assert int(r.headers["retry-after"]) >= 1
     assert localstripe.payment_intents(order_id=world.order["id"]) == []
-    later = utcnow() + timedelta(minutes=5)
-    assert await reconcile(cut.resources, now=later) == 1
     [failed] = await payments_in_db(cut.resources, world.order["id"])
     assert failed.status.value == "failed"
-    assert failed.failure_code == "not_at_provider"
+    assert failed.failure_code == "not_sent"
+    assert await order_status_in_db(cut.resources, world.order["id"]) == "pending"
+    later = utcnow() + timedelta(minutes=5)
+    assert await reconcile(cut.resources, now=later) == 0  # nothing left to settle
     r = await pay(cut.api, world.customer, world.shop, world.order["id"])
     assert r.status_code == 201, r.text
     assert len(localstripe.payment_intents(order_id=world.order["id"])) == 1
@@ -235,9 +240,12 @@ async def test_paying_again_after_a_call_that_never_arrived_charges_once(
     cut: Cut, localstripe: LocalStripe
 ) -> None:
     world = await _world(cut.api)
-    await cut.proxy.down()
+    # the proxy takes the connection (the request is sent) but has nothing behind it: the
+    # call is lost on the way, and we cannot know it was not charged
+    target = cut.proxy.target
+    cut.proxy.target = ("127.0.0.1", free_port())
     assert (await pay(cut.api, world.customer, world.shop, world.order["id"])).status_code == 504
-    await cut.proxy.up()
+    cut.proxy.target = target
     await _lease_runs_out(cut.resources, world.order["id"])
     r = await pay(cut.api, world.customer, world.shop, world.order["id"])
     assert r.status_code == 201, r.text

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.auditlog import record
+from storefront.events import EventType
+from storefront.events import record as record_event
+from storefront.infra.discovery import ServiceUnresolvable
 from storefront.kit.db import new_id, utcnow
 from storefront.kit.errors import InvalidTransition, NotFound
 from storefront.orders.models import Order, OrderStatus
@@ -40,6 +44,7 @@ from storefront.payments.provider import (
     StripeProvider,
 )
 from storefront.payments.repository import PaymentRepository
+from storefront.resilience import DependencyUnavailable
 from storefront.resources import Resources
 from storefront.settings import PaymentsSettings
 
@@ -52,6 +57,11 @@ UNSETTLED = (PaymentStatus.processing, PaymentStatus.failed)
 # the provider has no PaymentIntent for a payment whose lease ran out: it never got there
 NOT_AT_PROVIDER = "not_at_provider"
 ABANDONED = "abandoned"  # it waited for an action (3-D Secure) we do not offer
+# the charge was never sent: the provider's circuit was open, its bulkhead full, or no
+# endpoint could be found or connected to (the order stays payable at once)
+NOT_SENT = "not_sent"
+# refused before anything reached the provider (503 problems with Retry-After)
+REFUSED = (DependencyUnavailable, ServiceUnresolvable)
 
 
 class PaymentService:
@@ -80,7 +90,7 @@ class PaymentService:
         return cls(
             session,
             shop_id,
-            provider=None if stripe is None else StripeProvider(stripe),
+            provider=None if stripe is None else StripeProvider(stripe, resources.resilience),
             settings=resources.settings.payments,
             orders=OrderService(
                 session,
@@ -125,6 +135,18 @@ class PaymentService:
         else: 404, the order is not theirs to see)."""
         await self.orders.get(viewer, order_id)
         return await self.repo.list_for_order(order_id)
+
+    async def list_for_orders(
+        self, viewer: OrderViewer, order_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[Payment]]:
+        """The payments of several orders, by order, oldest first, in one statement: only
+        of the orders ``viewer`` may see (their customer's own, or every order for staff),
+        the others' come back empty as if they had none."""
+        visible = await self.orders.visible_ids(viewer, order_ids)
+        found: dict[uuid.UUID, list[Payment]] = {order_id: [] for order_id in order_ids}
+        for payment in await self.repo.list_for_orders(sorted(visible)):
+            found[payment.order_id].append(payment)
+        return found
 
     # --- paying --------------------------------------------------------------------------
 
@@ -206,7 +228,20 @@ class PaymentService:
                 "The provider refused this payment method; nothing was charged.",
                 extra={"payment_id": str(payment.id), "provider_code": exc.code},
             ) from exc
+        except REFUSED:
+            # nothing was sent (an open circuit, a full bulkhead, no endpoint): written off
+            # now, so the next attempt is not held up by this one's lease
+            await self._fail(payment, NOT_SENT, result="failed")
+            raise
         except ProviderUnavailable as exc:
+            if not exc.reached:  # no connection ever opened: nothing was charged
+                await self._fail(payment, NOT_SENT, result="failed")
+                raise DependencyUnavailable(
+                    "The payment provider cannot be reached; nothing was charged.",
+                    dependency="payments",
+                    reason="unreachable",
+                    retry_after=5,
+                ) from exc
             # it may have charged: the payment stays processing (and leased) until the
             # provider tells, through a webhook, the reconciliation job or the next attempt
             raise PaymentOutcomeUnknown(
@@ -247,6 +282,15 @@ class PaymentService:
             )
         await self.session.commit()
         try:
+            return await self._resume(provider, payment)
+        except REFUSED:
+            # nothing was asked: the lease goes back, the next caller may ask at once
+            await self.repo.release(payment.id)
+            await self.session.commit()
+            raise
+
+    async def _resume(self, provider: StripeProvider, payment: Payment) -> Payment:
+        try:
             if payment.provider_reference is not None:
                 intent: Intent | None = await provider.retrieve(payment.provider_reference)
             else:
@@ -286,13 +330,7 @@ class PaymentService:
         if payment.provider_reference != intent.id:
             await self.repo.set_reference(payment.id, intent.id)
         if intent.refunded:
-            if await self.repo.settle(
-                payment.id,
-                allowed_from=(*UNSETTLED, PaymentStatus.succeeded),
-                to=PaymentStatus.refunded,
-            ):
-                self._record("payment.refunded", payment)
-                metrics.record_result("refunded", payment.currency, payment.amount_cents)
+            await self._refunded(payment, allowed_from=(*UNSETTLED, PaymentStatus.succeeded))
         elif intent.failed:
             if await self.repo.settle(
                 payment.id,
@@ -320,6 +358,7 @@ class PaymentService:
                     payment.id, allowed_from=UNSETTLED, to=PaymentStatus.succeeded
                 )
                 self._record("payment.succeeded", payment)
+                self._order_event(EventType.order_paid, payment)
                 metrics.record_result("succeeded", payment.currency, payment.amount_cents)
                 return
             current = await self._fresh(payment.id)
@@ -333,16 +372,28 @@ class PaymentService:
         logger.warning("payment %s charged for an order it cannot pay: refunding", payment.id)
         try:
             refunded = await self._provider().refund(intent.id, payment_id=payment.id)
-        except (ProviderUnavailable, ProviderError):
+        except (ProviderUnavailable, ProviderError, *REFUSED):
             logger.warning("refund of payment %s failed; reconciliation retries", payment.id)
             return
-        if refunded.refunded and await self.repo.settle(
-            payment.id,
-            allowed_from=(*UNSETTLED, PaymentStatus.succeeded),
-            to=PaymentStatus.refunded,
+        if refunded.refunded:
+            await self._refunded(payment, allowed_from=(*UNSETTLED, PaymentStatus.succeeded))
+
+    async def _refunded(self, payment: Payment, *, allowed_from: tuple[PaymentStatus, ...]) -> None:
+        """The provider refunded ``payment``: ``refunded``. From ``succeeded`` the order had
+        been paid, so ``order.refunded`` is recorded in the same transaction (the sales
+        projection counts the refund against the revenue its ``order.paid`` added); a charge
+        that never paid the order (refunded at once) records none."""
+        unpaid = tuple(s for s in allowed_from if s is not PaymentStatus.succeeded)
+        if PaymentStatus.succeeded in allowed_from and await self.repo.settle(
+            payment.id, allowed_from=(PaymentStatus.succeeded,), to=PaymentStatus.refunded
         ):
-            self._record("payment.refunded", payment)
-            metrics.record_result("refunded", payment.currency, payment.amount_cents)
+            self._order_event(EventType.order_refunded, payment)
+        elif not unpaid or not await self.repo.settle(
+            payment.id, allowed_from=unpaid, to=PaymentStatus.refunded
+        ):
+            return
+        self._record("payment.refunded", payment)
+        metrics.record_result("refunded", payment.currency, payment.amount_cents)
 
     def _record(self, action: str, payment: Payment) -> None:
         record(
@@ -352,6 +403,23 @@ class PaymentService:
             object_id=payment.id,
             shop_id=self.shop_id,
             details={"order_id": str(payment.order_id), "amount_cents": payment.amount_cents},
+        )
+
+    def _order_event(self, event_type: EventType, payment: Payment) -> None:
+        """``order.paid`` / ``order.refunded`` in the settlement's transaction (decision
+        0140): the amount the provider took or gave back, no personal data."""
+        record_event(
+            self.session,
+            event_type,
+            subject=f"orders/{payment.order_id}",
+            shop_id=self.shop_id,
+            data={
+                "id": str(payment.order_id),
+                "shop_id": str(self.shop_id),
+                "payment_id": str(payment.id),
+                "currency": payment.currency,
+                "amount_cents": payment.amount_cents,
+            },
         )
 
     # --- cancelling (refunds) ------------------------------------------------------------
@@ -381,6 +449,10 @@ class PaymentService:
         await self.session.commit()
         try:
             intent = await provider.refund(payment.provider_reference, payment_id=payment.id)
+        except REFUSED:
+            await self.repo.release(payment.id)  # nothing was asked: the order stays paid
+            await self.session.commit()
+            raise
         except (ProviderUnavailable, ProviderError) as exc:
             await self.repo.release(payment.id)
             await self.session.commit()
@@ -390,11 +462,7 @@ class PaymentService:
             ) from exc
         if not intent.refunded:  # pragma: no cover - a refund the provider holds back
             raise RefundFailed("The provider has not refunded the payment yet.")
-        if await self.repo.settle(
-            payment.id, allowed_from=(PaymentStatus.succeeded,), to=PaymentStatus.refunded
-        ):
-            self._record("payment.refunded", payment)
-            metrics.record_result("refunded", payment.currency, payment.amount_cents)
+        await self._refunded(payment, allowed_from=(PaymentStatus.succeeded,))
         # committed before the order is cancelled: the money went back whatever happens next
         # (a failed cancellation leaves a paid order without a live payment; cancelling it
         # again refunds nothing)

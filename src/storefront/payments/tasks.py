@@ -13,7 +13,7 @@ from storefront.kit.db import run_after_commit, utcnow
 from storefront.payments.errors import PaymentInProgress, PaymentOutcomeUnknown
 from storefront.payments.models import PaymentStatus
 from storefront.payments.repository import stuck
-from storefront.payments.service import PaymentService
+from storefront.payments.service import REFUSED, PaymentService
 from storefront.resources import Resources
 from storefront.settings import Settings
 
@@ -51,6 +51,11 @@ async def reconcile(resources: Resources, *, now: datetime | None = None) -> int
             except PaymentOutcomeUnknown:
                 logger.warning("payment %s: provider unavailable, tried again later", payment_id)
                 continue
+            except REFUSED as exc:
+                # the provider's circuit is open (or no endpoint is known): the rest of the
+                # batch would be refused too; the next run tries again
+                logger.warning("reconciliation paused: %s", exc)
+                break
             finally:
                 await session.commit()
                 await run_after_commit(session)

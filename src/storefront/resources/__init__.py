@@ -76,12 +76,12 @@ class Resources:
     http: OutboundClient  # the one outgoing HTTP client (webhooks)
     redis: Redis | None  # None on the embedded default
     mailer: Mailer | None  # outgoing SMTP, used by jobs; None with mail off
+    # the payment provider's SDK client; None without STOREFRONT_PAYMENTS__SECRET_KEY
+    stripe: StripeConnection | None
     # the resolver of named outgoing services: payments, mail (decision 0139)
     discovery: ServiceDiscovery
     # breakers, bulkheads, deadlines and retries around every outgoing call (0138)
     resilience: Resilience
-    # the payment provider's SDK client; None without STOREFRONT_PAYMENTS__SECRET_KEY
-    stripe: StripeConnection | None
     redis_prefix: str
     trusted_proxies: tuple[Network, ...]
     # the newest migration this code was written for (None when migrations are not shipped)
@@ -113,7 +113,11 @@ async def open_resources(
             stack.push_async_callback(redis.aclose)
         http = build_http_client(settings)
         stack.push_async_callback(http.aclose)
-        stripe = build_stripe(settings.payments)
+        # named outgoing services (0139): nothing to close, no lookup until a first call
+        discovery = build_service_discovery(settings)
+        # the provider's SDK clients, one per discovered endpoint of "payments", on one
+        # HTTP session (closed here)
+        stripe = build_stripe(settings.payments, discovery.service("payments"))
         if stripe is not None:
             stack.push_async_callback(stripe.aclose)
         cache = build_cache(settings, redis)
@@ -127,7 +131,6 @@ async def open_resources(
         rate_limiter = build_rate_limiter(settings, redis)
         stack.push_async_callback(rate_limiter.aclose)
         queue = build_jobs(settings, jobs)
-        discovery = build_service_discovery(settings)
         passwords = PasswordHasher(
             time_cost=auth.argon2_time_cost,
             memory_kib=auth.argon2_memory_kib,
@@ -164,9 +167,9 @@ async def open_resources(
             http=http,
             redis=redis,
             mailer=build_mailer(settings, discovery),
+            stripe=stripe,
             discovery=discovery,
             resilience=build_resilience(settings, redis),
-            stripe=stripe,
             redis_prefix=settings.redis_prefix,
             trusted_proxies=parse_networks(settings.trusted_proxies),
             expected_schema_revision=head_revision(),
@@ -255,9 +258,10 @@ def build_http_client(settings: Settings) -> OutboundClient:
 
 
 def build_resilience(settings: Settings, redis: Redis | None) -> Resilience:
-    """Breakers shared through Redis when it is configured; the webhook and mail clients'
-    own timeouts are their policies' defaults (decision 0138)."""
-    outbound, smtp = settings.outbound, settings.smtp
+    """Breakers shared through Redis when it is configured; the webhook, mail and payment
+    provider clients' own timeouts are their policies' defaults (decision 0138). Nothing to
+    close: breaker state lives on the process's Redis pool (closed with it) or in memory."""
+    outbound, smtp, payments = settings.outbound, settings.smtp, settings.payments
     return Resilience(
         settings.resilience,
         redis=redis,
@@ -268,6 +272,10 @@ def build_resilience(settings: Settings, redis: Redis | None) -> Resilience:
                 "connect_timeout_seconds": outbound.connect_timeout_seconds,
             },
             "mail": {"connect_timeout_seconds": smtp.timeout_seconds},
+            "payments": {
+                "timeout_seconds": payments.timeout_seconds,
+                "connect_timeout_seconds": payments.connect_timeout_seconds,
+            },
         },
     )
 
