@@ -13,6 +13,7 @@ from storefront.audit.routes import router as audit_router
 from storefront.catalog.routes import router as catalog_router
 from storefront.catalog.routes_v2 import router as catalog_v2_router
 from storefront.events import EventBus
+from storefront.graphql import graphql_router
 from storefront.identity.routes import jwks_router
 from storefront.identity.routes import router as identity_router
 from storefront.orders.expiry import OrderExpirySchedule
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (shops_v2_router, catalog_v2_router, orders_v2_router):
         api_v2.include_router(router)
     app.include_router(api_v2)
+    app.include_router(graphql_router(settings))  # /graphql (decision 0145)
     app.include_router(jwks_router)
     app.include_router(health.router)
 

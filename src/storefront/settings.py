@@ -516,6 +516,19 @@ class DiscoverySettings(BaseModel):
 DEV_DEPLOYMENT_NAME = "storefront-dev"  # outside production, when none is set
 
 
+class GraphQLSettings(BaseModel):
+    """The GraphQL endpoint's bounds (STOREFRONT_GRAPHQL__*; decision 0146)."""
+
+    max_query_chars: int = Field(default=10_000, ge=100, le=1_000_000)
+    max_tokens: int = Field(default=2_000, ge=50, le=100_000)
+    max_depth: int = Field(default=10, ge=2, le=100)
+    max_aliases: int = Field(default=15, ge=0, le=1_000)
+    # 1 per field, a connection's children times its page size (decision 0146)
+    max_cost: int = Field(default=5_000, ge=10, le=1_000_000)
+    # introspection and the GraphiQL page; unset: on, except in production
+    introspection: bool | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STOREFRONT_",
@@ -566,6 +579,7 @@ class Settings(BaseSettings):
     payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     # shops one account may own at once; platform admins are not capped (decision 0121)
     max_owned_shops_per_user: int = Field(default=20, ge=1, le=100_000)
 
@@ -734,6 +748,12 @@ class Settings(BaseSettings):
     def docs_served(self) -> bool:
         if self.docs_enabled is not None:
             return self.docs_enabled
+        return self.environment is not Environment.production
+
+    @property
+    def graphql_introspection(self) -> bool:
+        if self.graphql.introspection is not None:
+            return self.graphql.introspection
         return self.environment is not Environment.production
 
     @property

@@ -77,6 +77,13 @@ class ProductRepository:
         stmt = self._active().where(Product.id == product_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def get_active_many(self, product_ids: Sequence[uuid.UUID]) -> Sequence[Product]:
+        """The shop's active products among ``product_ids`` (one statement, any order)."""
+        if not product_ids:
+            return []
+        stmt = self._active().where(Product.id.in_(product_ids))
+        return (await self.session.execute(stmt)).scalars().all()
+
     async def sku_taken(self, sku: str) -> bool:
         stmt = select(Product.id).where(Product.shop_id == self.shop_id, Product.sku == sku)
         return (await self.session.execute(stmt)).first() is not None

@@ -146,6 +146,13 @@ class OrderRepository:
         stmt = self._base().where(Order.id == order_id).options(selectinload(Order.lines))
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def ids_among(self, order_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``order_ids`` are in this scope (the shop; a customer's own)."""
+        if not order_ids:
+            return set()
+        stmt = self._base().where(Order.id.in_(order_ids)).with_only_columns(Order.id)
+        return set((await self.session.execute(stmt)).scalars().all())
+
     async def status_of(self, order_id: uuid.UUID) -> OrderStatus | None:
         """The committed status now (a column read, never the session's cached object)."""
         stmt = self._base().where(Order.id == order_id).with_only_columns(Order.status)

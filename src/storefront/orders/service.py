@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -260,6 +261,13 @@ class OrderService:
         if order is None:
             raise NotFound("No such order.")
         return order
+
+    async def visible_ids(
+        self, viewer: OrderViewer, order_ids: Sequence[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Which of ``order_ids`` ``viewer`` may see (staff: the shop's; a customer: their
+        own); one statement."""
+        return await self._repository(viewer).ids_among(order_ids)
 
     async def cancel(self, viewer: OrderViewer, order_id: uuid.UUID) -> Order:
         repo = self._repository(viewer)

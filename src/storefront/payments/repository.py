@@ -4,6 +4,7 @@ the webhook's lookup by provider reference (cross-shop by nature)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,18 @@ class PaymentRepository:
         rows = await self.session.scalars(
             select(Payment)
             .where(Payment.shop_id == self.shop_id, Payment.order_id == order_id)
+            .order_by(Payment.id)
+        )
+        return list(rows)
+
+    async def list_for_orders(self, order_ids: Sequence[uuid.UUID]) -> list[Payment]:
+        """The payments of the shop's orders among ``order_ids``, oldest first (one
+        statement)."""
+        if not order_ids:
+            return []
+        rows = await self.session.scalars(
+            select(Payment)
+            .where(Payment.shop_id == self.shop_id, Payment.order_id.in_(order_ids))
             .order_by(Payment.id)
         )
         return list(rows)

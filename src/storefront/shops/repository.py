@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,12 @@ class ShopRepository:
 
     async def get(self, shop_id: uuid.UUID) -> Shop | None:
         return await self.session.get(Shop, shop_id)
+
+    async def get_many(self, shop_ids: Sequence[uuid.UUID]) -> list[Shop]:
+        """The shops among ``shop_ids`` that exist (one statement, any order)."""
+        if not shop_ids:
+            return []
+        return list((await self.session.scalars(select(Shop).where(Shop.id.in_(shop_ids)))).all())
 
     async def lock(self, shop_id: uuid.UUID) -> bool:
         """Lock the shop's row until the transaction ends; False when there is no such shop.

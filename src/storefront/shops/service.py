@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -95,6 +95,11 @@ class ShopService:
         if shop is None:
             raise NotFound("No such shop.")
         return shop
+
+    async def get_many(self, shop_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Shop]:
+        """The existing shops among ``shop_ids``, by id (one statement; a shop's existence
+        is public)."""
+        return {shop.id: shop for shop in await self.shops.get_many(shop_ids)}
 
     async def memberships_page(
         self, principal: Principal, *, limit: int, after: uuid.UUID | None

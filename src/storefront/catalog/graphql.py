@@ -1,0 +1,230 @@
+"""The catalog in the GraphQL schema: products (a Relay connection, served from the same
+response cache as REST's listing and invalidated by the same writes), product create,
+update (optimistic concurrency on ``version``) and archive, and the product-by-id loader
+order lines resolve through."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+
+import orjson
+import strawberry
+
+from storefront.catalog.reads import CatalogReads
+from storefront.catalog.schemas import ProductIn, ProductOut, ProductPatch
+from storefront.catalog.service import CatalogService
+from storefront.kit.errors import PreconditionFailed
+from storefront.shops.service import ShopService
+from storefront.web.graphql import (
+    Connection,
+    GraphQLContext,
+    LoaderKey,
+    MoneyValue,
+    connection,
+    page_request,
+)
+
+# (shop id, product id) -> the shop's active product, or None
+PRODUCT = LoaderKey[tuple[uuid.UUID, uuid.UUID], ProductOut | None]("product")
+
+
+def products_by_id(
+    context: GraphQLContext,
+) -> Callable[[list[tuple[uuid.UUID, uuid.UUID]]], Awaitable[Sequence[Any]]]:
+    async def load(keys: list[tuple[uuid.UUID, uuid.UUID]]) -> list[ProductOut | None]:
+        by_shop: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        for shop_id, product_id in keys:
+            by_shop[shop_id].append(product_id)
+        found: dict[tuple[uuid.UUID, uuid.UUID], ProductOut] = {}
+        async with context.reading() as session:
+            for shop_id, ids in by_shop.items():  # one statement per shop in the batch
+                rows = await CatalogService(session, shop_id, context.resources.cache).get_many(ids)
+                for product_id, row in rows.items():
+                    found[shop_id, product_id] = ProductOut.model_validate(row)
+        return [found.get(key) for key in keys]
+
+    return load
+
+
+@strawberry.enum(description="Only active products are listed and sold.")
+class ProductStatus(Enum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+@strawberry.type(description="A product of a shop's catalog.")
+class Product:
+    id: strawberry.ID
+    shop_id: strawberry.ID
+    sku: str = strawberry.field(description="Unique within the shop.")
+    name: str
+    description: str
+    price: MoneyValue
+    stock: int = strawberry.field(description="Units available to order.")
+    category: str
+    status: ProductStatus
+    version: int = strawberry.field(
+        description="Increments on every change; pass it to updateProduct."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, out: ProductOut) -> Product:
+        return cls(
+            id=strawberry.ID(str(out.id)),
+            shop_id=strawberry.ID(str(out.shop_id)),
+            sku=out.sku,
+            name=out.name,
+            description=out.description,
+            price=MoneyValue(out.price_cents, out.currency),
+            stock=out.stock,
+            category=out.category,
+            status=ProductStatus(out.status.value),
+            version=out.version,
+            created_at=out.created_at,
+            updated_at=out.updated_at,
+        )
+
+
+@strawberry.input(description="A new product.")
+class ProductInput:
+    sku: str
+    name: str
+    description: str = ""
+    price: MoneyValue
+    stock: int
+    category: str
+
+
+@strawberry.input(description="The fields to change; those left out keep their value.")
+class ProductPatchInput:
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    price: MoneyValue | None = strawberry.UNSET
+    stock: int | None = strawberry.UNSET
+    category: str | None = strawberry.UNSET
+
+
+def _money_fields(price: Any) -> dict[str, Any]:
+    money: MoneyValue = price
+    return {"price_cents": money.cents, "currency": money.currency}
+
+
+def _patch(data: ProductPatchInput) -> ProductPatch:
+    fields: dict[str, Any] = {}
+    for name in ("name", "description", "stock", "category"):
+        value = getattr(data, name)
+        if value is not strawberry.UNSET:
+            fields[name] = value
+    if data.price is not strawberry.UNSET:
+        fields.update(
+            _money_fields(data.price) if data.price is not None else {"price_cents": None}
+        )
+    return ProductPatch.model_validate(fields)
+
+
+@strawberry.type
+class CatalogQuery:
+    @strawberry.field(
+        description="A page of the shop's active products in id order (public; cached and "
+        "invalidated exactly as GET /shops/{id}/products)."
+    )
+    async def products(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        shop_id: uuid.UUID,
+        first: Annotated[int | None, strawberry.argument(description="1..100, default 20")] = None,
+        after: str | None = None,
+        q: Annotated[str | None, strawberry.argument(description="In the name.")] = None,
+        category: str | None = None,
+    ) -> Connection[Product]:
+        page = page_request(first, after)
+        entry, _source = await CatalogReads(info.context.resources, shop_id).listing(
+            limit=page.limit, after=page.after, q=q or None, category=category
+        )
+        body = orjson.loads(entry.body)
+        items = [ProductOut.model_validate(item) for item in body["items"]]
+        return connection(
+            [Product.of(item) for item in items],
+            [item.id for item in items],
+            has_next_page=body["next_cursor"] is not None,
+        )
+
+    @strawberry.field(description="One active product of a shop (public).")
+    async def product(
+        self, info: strawberry.Info[GraphQLContext, None], shop_id: uuid.UUID, id: uuid.UUID
+    ) -> Product | None:
+        entry, _source = await CatalogReads(info.context.resources, shop_id).product(id)
+        return Product.of(ProductOut.model_validate_json(entry.body))
+
+
+async def _staff_catalog(
+    info: strawberry.Info[GraphQLContext, None], session: Any, shop_id: uuid.UUID
+) -> CatalogService:
+    """The catalog of a shop the caller is staff of (as REST's CatalogEditor)."""
+    context = info.context
+    await ShopService(session).require_staff(shop_id, context.require_principal())
+    return CatalogService(session, shop_id, context.resources.cache)
+
+
+@strawberry.type
+class CatalogMutation:
+    @strawberry.mutation(description="Add a product (the shop's owners and staff).")
+    async def create_product(
+        self, info: strawberry.Info[GraphQLContext, None], shop_id: uuid.UUID, input: ProductInput
+    ) -> Product:
+        data = ProductIn.model_validate(
+            {
+                "sku": input.sku,
+                "name": input.name,
+                "description": input.description,
+                "stock": input.stock,
+                "category": input.category,
+                **_money_fields(input.price),
+            }
+        )
+        async with info.context.writing() as session:
+            catalog = await _staff_catalog(info, session, shop_id)
+            product = await catalog.create(data)
+            out = ProductOut.model_validate(product)
+        return Product.of(out)
+
+    @strawberry.mutation(
+        description="Change a product, if its version is still `version` (else an error with "
+        "code precondition-failed: read it again and retry)."
+    )
+    async def update_product(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        shop_id: uuid.UUID,
+        id: uuid.UUID,
+        version: int,
+        input: ProductPatchInput,
+    ) -> Product:
+        patch = _patch(input)
+        async with info.context.writing() as session:
+            catalog = await _staff_catalog(info, session, shop_id)
+            current = await catalog.get(id)
+            if current.version != version:
+                raise PreconditionFailed(
+                    "The product changed since you read it; fetch it again and retry.",
+                    extra={"current_version": current.version},
+                )
+            updated = await catalog.update(current, patch.changes(), expected_version=version)
+            out = ProductOut.model_validate(updated)
+        return Product.of(out)
+
+    @strawberry.mutation(description="Archive a product: no longer listed nor sold.")
+    async def archive_product(
+        self, info: strawberry.Info[GraphQLContext, None], shop_id: uuid.UUID, id: uuid.UUID
+    ) -> bool:
+        async with info.context.writing() as session:
+            catalog = await _staff_catalog(info, session, shop_id)
+            await catalog.archive(id)
+        return True

@@ -1,0 +1,184 @@
+"""Bounds on what one GraphQL document may ask (decision 0146): its size, depth, aliases,
+tokens, and a cost computed before execution from the fields and the page sizes they ask
+for. Each refusal is a GraphQL error with ``extensions.code`` saying which bound."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from strawberry.extensions import SchemaExtension
+
+from storefront.web.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+
+def _page_size(field: FieldNode) -> int:
+    """How many items a field asks for: its ``first`` (a variable counts as the largest
+    page), 1 for a field without one."""
+    for argument in field.arguments or ():
+        if argument.name.value == "first":
+            if isinstance(argument.value, IntValueNode):
+                return max(1, int(argument.value.value))
+            return MAX_PAGE_SIZE
+    return 1
+
+
+class _Cost:
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
+
+    def of(self, selections: SelectionSetNode | None, seen: frozenset[str]) -> int:
+        """The cost of a selection set asked once: 1 per field, a field's children times
+        its page size. A fragment cycle is not followed (graphql's own rule reports it)."""
+        if selections is None:
+            return 0
+        total = 0
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                total += 1 + _page_size_or_default(selection) * self.of(
+                    selection.selection_set, seen
+                )
+            elif isinstance(selection, InlineFragmentNode):
+                total += self.of(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.fragments.get(name)
+                if fragment is not None and name not in seen:
+                    total += self.of(fragment.selection_set, seen | {name})
+        return total
+
+
+def _page_size_or_default(field: FieldNode) -> int:
+    # connection fields without `first` serve DEFAULT_PAGE_SIZE items
+    if field.name.value in CONNECTION_FIELDS and not any(
+        a.name.value == "first" for a in field.arguments or ()
+    ):
+        return DEFAULT_PAGE_SIZE
+    return _page_size(field)
+
+
+# the schema's fields that take `first` (checked against the schema by a test)
+CONNECTION_FIELDS = frozenset({"products", "orders", "memberships"})
+
+
+def cost_of(document_definitions: Any) -> dict[str, int]:
+    """Each operation's cost in a parsed document (by operation name, "" if anonymous)."""
+    fragments = {
+        d.name.value: d for d in document_definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    cost = _Cost(fragments)
+    return {
+        (d.name.value if d.name else ""): cost.of(d.selection_set, frozenset())
+        for d in document_definitions
+        if isinstance(d, OperationDefinitionNode)
+    }
+
+
+def _depth_and_aliases(
+    selections: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    seen: frozenset[str],
+) -> tuple[int, int]:
+    """The nesting depth of a selection set and the aliases in it (fragments expanded, a
+    cycle not followed)."""
+    if selections is None:
+        return 0, 0
+    depth = aliases = 0
+    for selection in selections.selections:
+        if isinstance(selection, FieldNode):
+            child_depth, child_aliases = _depth_and_aliases(
+                selection.selection_set, fragments, seen
+            )
+            depth = max(depth, 1 + child_depth)
+            aliases += child_aliases + (selection.alias is not None)
+        elif isinstance(selection, InlineFragmentNode):
+            child_depth, child_aliases = _depth_and_aliases(
+                selection.selection_set, fragments, seen
+            )
+            depth, aliases = max(depth, child_depth), aliases + child_aliases
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in seen:
+                child_depth, child_aliases = _depth_and_aliases(
+                    fragment.selection_set, fragments, seen | {name}
+                )
+                depth, aliases = max(depth, child_depth), aliases + child_aliases
+    return depth, aliases
+
+
+def document_limits_rule(
+    *, max_depth: int, max_aliases: int, max_cost: int
+) -> type[ASTValidationRule]:
+    """A validation rule refusing, before anything runs, an operation nested deeper than
+    ``max_depth``, with more than ``max_aliases`` aliases, or costing more than
+    ``max_cost``."""
+
+    class DocumentLimits(ASTValidationRule):
+        def enter_document(self, node: Any, *_args: Any) -> None:
+            definitions = node.definitions
+            fragments = {
+                d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)
+            }
+            costs = cost_of(definitions)
+            for operation in definitions:
+                if not isinstance(operation, OperationDefinitionNode):
+                    continue
+                name = operation.name.value if operation.name else ""
+                label = name or "(anonymous)"
+                depth, aliases = _depth_and_aliases(operation.selection_set, fragments, frozenset())
+                if depth > max_depth:
+                    self._refuse(
+                        f"Operation {label} is nested {depth} levels deep, more than {max_depth}.",
+                        "query-too-deep",
+                        depth=depth,
+                        max_depth=max_depth,
+                    )
+                if aliases > max_aliases:
+                    self._refuse(
+                        f"Operation {label} has {aliases} aliases, more than {max_aliases}.",
+                        "too-many-aliases",
+                        aliases=aliases,
+                        max_aliases=max_aliases,
+                    )
+                cost = costs[name]
+                if cost > max_cost:
+                    self._refuse(
+                        f"Operation {label} would cost {cost}, more than the limit of "
+                        f"{max_cost}: ask for smaller pages or fewer fields.",
+                        "query-too-complex",
+                        cost=cost,
+                        max_cost=max_cost,
+                    )
+
+        def _refuse(self, message: str, code: str, **extensions: int) -> None:
+            self.report_error(GraphQLError(message, extensions={"code": code, **extensions}))
+
+    return DocumentLimits
+
+
+class QuerySizeLimit(SchemaExtension):
+    """Refuses a document longer than ``max_chars`` before it is parsed."""
+
+    def __init__(self, *, max_chars: int) -> None:
+        self.max_chars = max_chars
+
+    def on_parse(self) -> Iterator[None]:
+        query = self.execution_context.query or ""
+        if len(query) > self.max_chars:
+            raise GraphQLError(
+                f"The query is longer than {self.max_chars} characters.",
+                extensions={"code": "query-too-large", "max_chars": self.max_chars},
+            )
+        yield

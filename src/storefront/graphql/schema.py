@@ -1,0 +1,82 @@
+"""The one place the domains' GraphQL parts become a schema (decision 0145): each domain's
+query and mutation types merged, and each relation's loader key paired with the batch of
+the domain that owns its rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+
+from graphql import GraphQLError
+from storefront.catalog import graphql as catalog
+from storefront.graphql.errors import ProblemErrors
+from storefront.graphql.limits import QuerySizeLimit, document_limits_rule
+from storefront.orders import graphql as orders
+from storefront.payments import graphql as payments
+from storefront.settings import GraphQLSettings
+from storefront.shops import graphql as shops
+from storefront.web.graphql import SCALAR_MAP, BatchFactory, LoaderKey
+
+Query = merge_types("Query", (shops.ShopQuery, catalog.CatalogQuery, orders.OrderQuery))
+Mutation = merge_types(
+    "Mutation", (catalog.CatalogMutation, orders.OrderMutation, payments.PaymentMutation)
+)
+
+BATCHES: dict[LoaderKey[Any, Any], BatchFactory] = {
+    shops.SHOP: shops.shops_by_id,
+    catalog.PRODUCT: catalog.products_by_id,
+    orders.PAYMENTS: payments.payments_of_orders,
+}
+
+
+class StorefrontSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Nothing: ProblemErrors logs what is unexpected, and a client's mistake (a
+        not-found, a refused query) is not the server's error."""
+
+
+def build_schema(
+    settings: GraphQLSettings | None = None, *, introspection: bool = True
+) -> StorefrontSchema:
+    """The schema with its bounds; ``introspection=False`` refuses introspection queries
+    (production, unless STOREFRONT_GRAPHQL__INTROSPECTION says otherwise)."""
+    settings = settings or GraphQLSettings()
+    rules: list[Any] = [
+        document_limits_rule(
+            max_depth=settings.max_depth,
+            max_aliases=settings.max_aliases,
+            max_cost=settings.max_cost,
+        )
+    ]
+    if not introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return StorefrontSchema(
+        query=Query,
+        mutation=Mutation,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        # factories: a fresh extension per operation
+        extensions=[
+            lambda: QuerySizeLimit(max_chars=settings.max_query_chars),
+            lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+            lambda: AddValidationRules(rules),
+            ProblemErrors,
+        ],
+    )
+
+
+def sdl() -> str:
+    """The schema's SDL as committed in src/storefront/graphql/schema.graphql."""
+    return build_schema().as_str() + "\n"
+
+
+if (
+    __name__ == "__main__"
+):  # python -m storefront.graphql.schema > src/storefront/graphql/schema.graphql
+    import sys
+
+    sys.stdout.write(sdl())

@@ -1,0 +1,152 @@
+"""Payments in the GraphQL schema: an order's payments (the batch behind orders' PAYMENTS
+key), ``payOrder`` (with an idempotency key, as the REST route's header) and
+``cancelOrder`` (here, not in orders: cancelling a paid order refunds it, decision 0137)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storefront.idempotency import StoredResponse
+from storefront.orders.graphql import Order, checked_key, order_viewer
+from storefront.orders.service import OrderViewer
+from storefront.payments.models import Payment as PaymentRow
+from storefront.payments.schemas import PaymentIn, PaymentOut
+from storefront.payments.service import PaymentService
+from storefront.web.graphql import GraphQLContext, MoneyValue
+from storefront.web.paths import API_PREFIX
+
+
+@strawberry.enum(description="Where a payment attempt stands.")
+class PaymentStatus(Enum):
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+@strawberry.type(description="One attempt to pay an order.")
+class Payment:
+    id: strawberry.ID
+    order_id: strawberry.ID
+    status: PaymentStatus
+    amount: MoneyValue
+    provider_reference: str | None = strawberry.field(
+        description="The provider's PaymentIntent id (null until the provider answered)."
+    )
+    failure_code: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: PaymentRow | PaymentOut) -> Payment:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            order_id=strawberry.ID(str(row.order_id)),
+            status=PaymentStatus(row.status.value),
+            amount=MoneyValue(row.amount_cents, row.currency),
+            provider_reference=row.provider_reference,
+            failure_code=row.failure_code,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+def payments_of_orders(
+    context: GraphQLContext,
+) -> Callable[[list[tuple[OrderViewer, uuid.UUID]]], Awaitable[Sequence[Any]]]:
+    """The batch behind orders' PAYMENTS key: two statements per viewer (shop) in the batch
+    (which orders the viewer may see, their payments)."""
+
+    async def load(keys: list[tuple[OrderViewer, uuid.UUID]]) -> list[list[Payment]]:
+        by_viewer: dict[OrderViewer, list[uuid.UUID]] = defaultdict(list)
+        for viewer, order_id in keys:
+            by_viewer[viewer].append(order_id)
+        found: dict[tuple[OrderViewer, uuid.UUID], list[Payment]] = {}
+        async with context.reading() as session:
+            for viewer, order_ids in by_viewer.items():
+                service = PaymentService.of(session, viewer.shop_id, context.resources)
+                rows = await service.list_for_orders(viewer, order_ids)
+                for order_id, payments in rows.items():
+                    found[viewer, order_id] = [Payment.of(p) for p in payments]
+        return [found.get(key, []) for key in keys]
+
+    return load
+
+
+async def _pay(
+    context: GraphQLContext,
+    session: AsyncSession,
+    shop_id: uuid.UUID,
+    order_id: uuid.UUID,
+    body: PaymentIn,
+    key: str,
+) -> Payment:
+    viewer = await order_viewer(context, session, shop_id)
+
+    async def pay() -> StoredResponse:
+        payment = await PaymentService.of(session, shop_id, context.resources).pay(
+            viewer, order_id, body.payment_method
+        )
+        return StoredResponse(
+            201,
+            PaymentOut.model_validate(payment).model_dump_json().encode(),
+            {
+                "Location": f"{API_PREFIX}/shops/{shop_id}/orders/{order_id}/payments",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    # the REST route's scope: one key names one payment whichever interface retries it
+    stored = await context.resources.idempotency.run(
+        session,
+        owner=str(viewer.principal.user_id),
+        scope=f"POST {API_PREFIX}/shops/{shop_id}/orders/{order_id}/payments",
+        key=key,
+        payload=body.model_dump(mode="json"),
+        work=pay,
+    )
+    return Payment.of(PaymentOut.model_validate_json(stored.body))
+
+
+@strawberry.type
+class PaymentMutation:
+    @strawberry.mutation(
+        description="Pay an order (its customer). `idempotencyKey` works as the "
+        "Idempotency-Key header: a retry with the same key never charges twice."
+    )
+    async def pay_order(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        shop_id: uuid.UUID,
+        order_id: uuid.UUID,
+        payment_method: str,
+        idempotency_key: str,
+    ) -> Payment:
+        key = checked_key(idempotency_key)
+        body = PaymentIn.model_validate({"payment_method": payment_method})
+        info.context.require_principal()
+        async with info.context.writing() as session:
+            return await _pay(info.context, session, shop_id, order_id, body, key)
+
+    @strawberry.mutation(
+        description="Cancel an order: its customer while pending, the shop's staff while "
+        "pending or paid (a paid order is refunded first)."
+    )
+    async def cancel_order(
+        self, info: strawberry.Info[GraphQLContext, None], shop_id: uuid.UUID, order_id: uuid.UUID
+    ) -> Order:
+        context = info.context
+        async with context.writing() as session:
+            viewer = await order_viewer(context, session, shop_id)
+            order = await PaymentService.of(session, shop_id, context.resources).cancel_order(
+                viewer, order_id
+            )
+            return Order.of(viewer, order, order.lines)
