@@ -45,6 +45,7 @@ from storefront.web.problems import install_problem_handlers
 from storefront.web.protection import install_protection
 from storefront.web.route_policy import declared, fast_reads
 from storefront.web.serving import install_drain_on_sigterm
+from storefront.web.versioning import VersioningMiddleware, v1_routes
 from storefront.webhooks.routes import router as webhooks_router
 from storefront.webhooks.tasks import JOBS as WEBHOOK_JOBS
 
@@ -169,6 +170,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # the routes that declare a cached read (web/route_policy.py)
     policies = declared(app.routes)  # what each route declares, read once
     app.add_middleware(CachedReadFastPath, routes=fast_reads(policies))
+    # v1 routes with a v2 successor: Deprecation, Sunset, successor-version; v1 usage by
+    # route (decision 0143). Outside the fast path, whose answers skip routing.
+    app.add_middleware(
+        VersioningMiddleware,
+        routes=v1_routes(app.routes),
+        deprecated_at=settings.api.v1_deprecated_at,
+        sunset_at=settings.api.v1_sunset_at,
+        record_metrics=observability.metrics_enabled,
+    )
     # --- API protection, innermost: load shedding -> body limit -> rate limit ->
     # deadline (see web/protection.py). Keep it inside CORS (so browsers can read a
     # 429/503) and inside security headers and request id (so refusals carry them too).

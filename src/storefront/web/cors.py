@@ -20,6 +20,7 @@ from storefront.web.problems import problem_response
 
 # Headers a browser script may read besides the CORS-safelisted ones.
 EXPOSED_HEADERS = [
+    "Deprecation",  # v1 routes with a v2 successor (decision 0143)
     "ETag",
     "Link",
     "Location",
@@ -27,6 +28,7 @@ EXPOSED_HEADERS = [
     "RateLimit",
     "RateLimit-Policy",
     "Retry-After",
+    "Sunset",
 ]
 
 
