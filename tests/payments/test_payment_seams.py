@@ -18,10 +18,14 @@ import httpx2
 import pytest
 from prometheus_client import REGISTRY
 
-from storefront.kit.db import utcnow
+from storefront.infra.discovery import build_discovery
+from storefront.infra.stripe_client import build_stripe
+from storefront.kit.db import new_id, utcnow
+from storefront.payments.provider import ProviderDeclined, ProviderUnavailable, StripeProvider
 from storefront.payments.tasks import reconcile
+from storefront.resilience import Resilience
 from storefront.resources import Resources
-from storefront.settings import Settings
+from storefront.settings import DiscoverySettings, PaymentsSettings, ResilienceSettings, Settings
 from tests.conftest import hardened_overrides, make_settings
 from tests.support.apps import running_app
 from tests.support.factories import Api, UserHandle, shop_with_staff
@@ -92,6 +96,71 @@ async def proxy(localstripe: LocalStripe) -> AsyncIterator[FaultProxy]:
         yield proxy
 
 
+@asynccontextmanager
+async def _provider(api_base: str, **resilience: Any) -> AsyncIterator[StripeProvider]:
+    """The adapter on its own: the provider at ``api_base`` (the discovered service's
+    static default) under a Resilience of its own."""
+    settings = PaymentsSettings(api_base=api_base, secret_key=LocalStripe.SECRET_KEY)
+    discovery = build_discovery(DiscoverySettings(), defaults={"payments": [api_base]})
+    connection = build_stripe(settings, discovery.service("payments"))
+    assert connection is not None
+    values = {"retry_initial_seconds": 0.01, "retry_max_seconds": 0.05, **resilience}
+    try:
+        yield StripeProvider(connection, Resilience(ResilienceSettings(**values), redis=None))
+    finally:
+        await connection.aclose()
+
+
+async def _charge(provider: StripeProvider, payment_method: str = "pm_card_visa") -> None:
+    await provider.create_and_confirm(
+        payment_id=new_id(),
+        order_id=new_id(),
+        shop_id=new_id(),
+        amount_cents=500,
+        currency="EUR",
+        payment_method=payment_method,
+    )
+
+
+async def test_reads_are_retried_a_charge_that_may_have_arrived_is_not(
+    proxy: FaultProxy,
+) -> None:
+    async with _provider(f"http://{proxy.address}", failure_threshold=2) as provider:
+        # declines are answers: the circuit stays closed however many there are
+        for _ in range(3):
+            with pytest.raises(ProviderDeclined):
+                await _charge(provider, "pm_card_chargeCustomerFail")
+        assert provider.resilience.breakers.state("payments") == "closed"
+
+        await proxy.set(Fault.RESET)  # connections accepted, then reset: the request left
+        for opened in (False, True):
+            before = proxy.accepted
+            with pytest.raises(ProviderUnavailable) as reset:
+                await _charge(provider)
+            assert reset.value.reached
+            assert proxy.accepted == before + 1  # the charge: once, never again blindly
+            state = provider.resilience.breakers.state("payments")
+            assert state == ("opened" if opened else "closed")
+
+    async with _provider(
+        f"http://{proxy.address}", failure_threshold=20, retry_attempts=3
+    ) as provider:
+        retries = _sample("storefront_dependency_retries_total", dependency="payments")
+        with pytest.raises(ProviderUnavailable):
+            await provider.retrieve("pi_anything")
+        # a read: every attempt (each of them may open more than one connection: the HTTP
+        # client itself tries a GET again on a fresh connection)
+        assert _sample("storefront_dependency_retries_total", dependency="payments") == (
+            retries + 2
+        )
+
+        await proxy.set(Fault.REFUSE)  # no connection opens: nothing can have been sent
+        with pytest.raises(ProviderUnavailable) as refused:
+            await _charge(provider)  # (tried on the next endpoint: here the same one)
+        assert not refused.value.reached
+    await proxy.set(Fault.NONE)
+
+
 async def test_resets_open_the_circuit_an_open_circuit_answers_503_and_a_probe_closes_it(
     database_url: str, backend: str, localstripe: LocalStripe, proxy: FaultProxy
 ) -> None:
@@ -106,8 +175,10 @@ async def test_resets_open_the_circuit_an_open_circuit_answers_503_and_a_probe_c
         await proxy.set(Fault.RESET)
         for customer, order_id in orders[:2]:
             # the request may have reached the provider: unknown, never charged again blindly
+            before = proxy.accepted
             r = await pay(api, customer, shop, order_id)
             assert r.status_code == 504, r.text
+            assert proxy.accepted == before + 1
         assert resources.resilience.breakers.state("payments") == "opened"
 
         # open: refused at once, no connection reaches the proxy, the order stays payable

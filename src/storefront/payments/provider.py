@@ -198,6 +198,9 @@ class StripeProvider:
             outcome = "rejected"
             self.clients.report_success(endpoint)
             raise
+        except BaseException:  # cancelled (the client went away): no outcome to record
+            outcome = None
+            raise
         finally:
             if outcome is not None:
                 metrics.observe_provider_call(operation, outcome, time.perf_counter() - started)
