@@ -11,6 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: install run test test-fast lint fmt migrate seed clean bench-export bench security
+.PHONY: api-contract
 .DEFAULT_GOAL := run
 
 $(UV):
@@ -76,6 +77,20 @@ security: install
 	$(BIN)/bandit -q -c pyproject.toml -r src
 	$(BIN)/ruff check --select S src tests migrations
 	$(BIN)/python -m tests.security.fuzz $(FUZZ_ARGS)
+
+# the API compatibility gate (decision 0144): the OpenAPI documents of v1 and v2 regenerated
+# and checked against the committed ones (openapi/): a breaking change (Optic's rules, run
+# offline from .tools/openapi-gate, installed from its lock file) or an uncommitted difference
+# fails. API_CONTRACT_ARGS=--write regenerates the committed documents.
+api-contract: install
+	@mkdir -p $(TOOLS)/openapi-gate
+	@if ! cmp -s tests/api_contract/optic/package-lock.json $(TOOLS)/openapi-gate/package-lock.json \
+		|| [ ! -x $(TOOLS)/openapi-gate/node_modules/.bin/optic ]; then \
+		cp tests/api_contract/optic/package.json tests/api_contract/optic/package-lock.json \
+			$(TOOLS)/openapi-gate/ && \
+		npm ci --prefix $(TOOLS)/openapi-gate --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	fi
+	$(BIN)/python -m tests.api_contract.gate $(API_CONTRACT_ARGS)
 
 fmt: install
 	$(BIN)/ruff check --fix src tests migrations
