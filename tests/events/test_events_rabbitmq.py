@@ -328,9 +328,17 @@ async def test_the_api_publishes_and_the_worker_consumes_what_waited_in_its_queu
             )
             await worker.start()
             try:
+
+                def consumed_all(resp: httpx2.Response) -> bool:
+                    days = resp.json()["days"] if resp.status_code == 200 else []
+                    return bool(days) and (
+                        days[0]["orders_placed"],
+                        days[0]["orders_cancelled"],
+                    ) == (2, 1)
+
                 r = await eventually(
                     lambda: c.get(f"{V1}/shops/{shop['id']}/sales", headers=owner.auth),
-                    lambda resp: resp.status_code == 200 and bool(resp.json()["days"]),
+                    consumed_all,
                     what="the sales projection fed by the worker",
                 )
                 [day] = r.json()["days"]
