@@ -102,6 +102,7 @@ def test_the_dashboard_is_valid_grafana_json_covering_every_area() -> None:
         "Cache and rate limiting",
         "Jobs",
         "Outgoing dependencies",
+        "Domain events",
     ]
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
