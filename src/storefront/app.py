@@ -14,6 +14,7 @@ from storefront.catalog.routes import router as catalog_router
 from storefront.catalog.routes_v2 import router as catalog_v2_router
 from storefront.events import EventBus
 from storefront.graphql import graphql_router
+from storefront.graphql.live import LiveHub, live_consumer
 from storefront.identity.routes import jwks_router
 from storefront.identity.routes import router as identity_router
 from storefront.orders.expiry import OrderExpirySchedule
@@ -76,10 +77,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 retention.start()
                 expiry.start()
                 reconciliation.start()
+            # GraphQL subscriptions' updates, from the events of every process (decision 0147)
+            live = LiveHub(resources.redis, settings.redis_prefix)
+            await live.start()
+            live.watch(lambda: resources.draining.active)
+            app.state.graphql_live = live
             # domain events (decision 0140): relayed from here; consumed here on the embedded
             # mode, by the worker with RabbitMQ
             events = EventBus.from_settings(
-                settings, resources.sessionmaker, CONSUMERS, consume=False
+                settings,
+                resources.sessionmaker,
+                (*CONSUMERS, live_consumer(live.announce)),
+                consume=False,
             )
             await events.start()
             app.state.events = events
@@ -99,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 resources.draining.begin()
+                await live.stop()  # open subscriptions complete
                 await readiness.stop()
                 await retention.stop()
                 await expiry.stop()

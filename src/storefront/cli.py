@@ -211,6 +211,7 @@ def worker() -> None:
 
     from storefront.app import JOBS
     from storefront.events import EventBus
+    from storefront.graphql.live import LiveHub, live_consumer
     from storefront.jobs.queue import run_worker
     from storefront.orders.expiry import OrderExpirySchedule
     from storefront.payments.tasks import ReconciliationSchedule
@@ -262,9 +263,14 @@ def worker() -> None:
                 timeout=settings.observability.readiness_timeout_seconds,
                 broker_url=settings.broker_url,
             )
-            # domain events (decision 0140): the worker relays and runs the consumers
+            # domain events (decision 0140): the worker relays and runs the consumers; the
+            # GraphQL subscriptions' updates go out through Redis to every API process
+            live = LiveHub(resources.redis, settings.redis_prefix)
             events = EventBus.from_settings(
-                settings, resources.sessionmaker, CONSUMERS, consume=True
+                settings,
+                resources.sessionmaker,
+                (*CONSUMERS, live_consumer(live.announce)),
+                consume=True,
             )
             try:
                 await events.start()

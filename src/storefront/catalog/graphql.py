@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
@@ -228,3 +228,45 @@ class CatalogMutation:
             catalog = await _staff_catalog(info, session, shop_id)
             await catalog.archive(id)
         return True
+
+
+@strawberry.type(description="A change to one of a shop's products.")
+class ProductChange:
+    id: strawberry.ID
+    change: str = strawberry.field(description="created, updated, archived or upserted.")
+    version: int | None
+    shop_id: strawberry.Private[uuid.UUID]
+
+    @strawberry.field(description="The product as it is now; null once archived.")
+    async def product(self, info: strawberry.Info[GraphQLContext, None]) -> Product | None:
+        out = await info.context.loader(PRODUCT).load((self.shop_id, uuid.UUID(self.id)))
+        return None if out is None else Product.of(out)
+
+
+@strawberry.type
+class CatalogSubscription:
+    @strawberry.subscription(
+        description="Each change to the shop's products, from any process (public, as the catalog)."
+    )
+    async def product_changed(
+        self, info: strawberry.Info[GraphQLContext, None], shop_id: uuid.UUID
+    ) -> AsyncGenerator[ProductChange, None]:
+        context = info.context
+        live = context.require_live()
+        async with context.reading() as session:
+            await ShopService(session).get(shop_id)  # an unknown shop: not-found
+        wanted = str(shop_id)
+        stream = live.subscribe(
+            lambda e: e.type == "product.changed" and e.data.get("shop_id") == wanted
+        )
+        try:
+            async for event in stream:
+                context.fresh_loaders()
+                yield ProductChange(
+                    id=strawberry.ID(str(event.data["id"])),
+                    change=str(event.data.get("change")),
+                    version=event.data.get("version"),
+                    shop_id=shop_id,
+                )
+        finally:
+            await stream.aclose()

@@ -1,42 +1,85 @@
-"""``/graphql``: the schema over HTTP (POST; GET for queries) with the caller from the same
-bearer token as REST, and GraphiQL where introspection is on."""
+"""``/graphql``: the schema over HTTP (POST; GET for queries) and WebSocket
+(graphql-transport-ws, and the older graphql-ws), with the caller from the same bearer token
+as REST (on a WebSocket, from the ``Authorization`` of the connection_init payload), and
+GraphiQL where introspection is on."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any
 
 from fastapi import Depends
+from starlette.requests import HTTPConnection
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
+from strawberry.types.unset import UnsetType
 
 from storefront.auth.principal import Principal
+from storefront.graphql.live import LiveHub
 from storefront.graphql.schema import BATCHES, build_schema
-from storefront.identity.deps import _principal, oauth2_scheme
+from storefront.identity.deps import _principal
+from storefront.kit.errors import DomainError
+from storefront.resources import Resources
 from storefront.settings import Settings
-from storefront.web.deps import ResourcesDep
 from storefront.web.graphql import GraphQLContext
 
 PATH = "/graphql"
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 10
 
 
-async def _caller(
-    resources: ResourcesDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> Principal | None:
+def _bearer(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _resources(connection: HTTPConnection) -> Resources:
+    # web.deps.get_resources takes a Request, which a WebSocket is not
+    resources: Resources = connection.app.state.resources
+    return resources
+
+
+ConnectionResources = Annotated[Resources, Depends(_resources)]
+
+
+async def _caller(resources: ConnectionResources, connection: HTTPConnection) -> Principal | None:
     """The caller from the Authorization header exactly as REST reads it (a bad or revoked
     token is REST's 401 problem); no header: anonymous (public reads only)."""
+    token = _bearer(connection.headers.get("authorization"))
     if token is None:
         return None
     return await _principal(resources, token)
 
 
 async def context(
-    resources: ResourcesDep, principal: Annotated[Principal | None, Depends(_caller)]
+    resources: ConnectionResources,
+    connection: HTTPConnection,
+    principal: Annotated[Principal | None, Depends(_caller)],
 ) -> GraphQLContext:
-    return GraphQLContext(resources, principal, BATCHES)
+    live: LiveHub | None = getattr(connection.app.state, "graphql_live", None)
+    return GraphQLContext(resources, principal, BATCHES, live)
 
 
-def graphql_router(settings: Settings) -> GraphQLRouter[GraphQLContext, None]:
+class StorefrontGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
+    async def on_ws_connect(self, context: GraphQLContext) -> UnsetType | dict[str, Any] | None:
+        """A WebSocket's caller: ``{"Authorization": "Bearer <access token>"}`` in the
+        connection_init payload (browsers cannot set headers on a WebSocket); a bad token
+        closes the connection (4403); none: anonymous (public subscriptions only)."""
+        params = context.connection_params
+        token = _bearer(params.get("Authorization")) if isinstance(params, dict) else None
+        if token is not None:
+            resources: Resources = context.resources
+            try:
+                context.principal = await _principal(resources, token)
+            except DomainError as exc:
+                raise ConnectionRejectionError({"code": exc.slug}) from exc
+        return await super().on_ws_connect(context)
+
+
+def graphql_router(settings: Settings) -> StorefrontGraphQLRouter:
     introspection = settings.graphql_introspection
-    return GraphQLRouter(
+    return StorefrontGraphQLRouter(
         build_schema(settings.graphql, introspection=introspection),
         path=PATH,
         context_getter=context,
@@ -44,4 +87,8 @@ def graphql_router(settings: Settings) -> GraphQLRouter[GraphQLContext, None]:
         # queries only over GET (cacheable); mutations need POST
         allow_queries_via_get=True,
         include_in_schema=False,
+        keep_alive=True,  # pings on idle WebSockets, so proxies keep them open
+        keep_alive_interval=15,
+        connection_init_wait_timeout=timedelta(seconds=10),
+        max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
     )

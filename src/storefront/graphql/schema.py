@@ -27,6 +27,8 @@ Mutation = merge_types(
     "Mutation", (catalog.CatalogMutation, orders.OrderMutation, payments.PaymentMutation)
 )
 
+Subscription = merge_types("Subscription", (catalog.CatalogSubscription, orders.OrderSubscription))
+
 BATCHES: dict[LoaderKey[Any, Any], BatchFactory] = {
     shops.SHOP: shops.shops_by_id,
     catalog.PRODUCT: catalog.products_by_id,
@@ -58,6 +60,7 @@ def build_schema(
     return StorefrontSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         # factories: a fresh extension per operation
         extensions=[

@@ -8,7 +8,7 @@ per-request DataLoaders: one statement per relation and page, whatever the page 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,6 +18,7 @@ import strawberry
 
 from storefront.auth.principal import Principal
 from storefront.catalog.graphql import PRODUCT, Product
+from storefront.events import CloudEvent
 from storefront.idempotency import MAX_KEY_LENGTH, StoredResponse
 from storefront.kit.errors import IdempotencyKeyMissing, NotFound, UnprocessableEntity
 from storefront.orders.models import OrderStatus as OrderStatusValue
@@ -26,6 +27,7 @@ from storefront.orders.serialise import order_json
 from storefront.orders.service import OrderService, OrderViewer
 from storefront.resources import Resources
 from storefront.shops.graphql import SHOP, Shop
+from storefront.shops.service import ShopService
 from storefront.web.graphql import (
     Connection,
     GraphQLContext,
@@ -303,3 +305,64 @@ class OrderMutation:
             viewer = await order_viewer(context, session, shop_id)
             row = await order_service(session, shop_id, context.resources).get(viewer, order_id)
         return Order.of(viewer, row, row.lines)
+
+
+def _order_event(event: CloudEvent, shop_id: uuid.UUID) -> bool:
+    return event.type.startswith("order.") and event.data.get("shop_id") == str(shop_id)
+
+
+@strawberry.type
+class OrderSubscription:
+    @strawberry.subscription(
+        description="The order as it is now, then each time it changes (paid, cancelled, "
+        "refunded, expired), from any process: its customer and the shop's staff (anyone "
+        "else: not-found, as reading it)."
+    )
+    async def order_updated(
+        self, info: strawberry.Info[GraphQLContext, None], shop_id: uuid.UUID, order_id: uuid.UUID
+    ) -> AsyncGenerator[Order, None]:
+        context = info.context
+        live = context.require_live()
+        async with context.reading() as session:
+            viewer = await order_viewer(context, session, shop_id)
+        subject = f"orders/{order_id}"
+        # registered before the snapshot is read: no change falls between the two
+        stream = live.subscribe(lambda e: _order_event(e, shop_id) and e.subject == subject)
+        try:
+            async with context.reading() as session:
+                row = await order_service(session, shop_id, context.resources).get(viewer, order_id)
+            yield Order.of(viewer, row, row.lines)
+            async for _event in stream:
+                context.fresh_loaders()
+                async with context.reading() as session:
+                    row = await order_service(session, shop_id, context.resources).get(
+                        viewer, order_id
+                    )
+                yield Order.of(viewer, row, row.lines)
+        finally:
+            await stream.aclose()
+
+    @strawberry.subscription(
+        description="Every order of the shop as it changes, from any process: the shop's "
+        "owners and staff only (anyone else: forbidden, as REST)."
+    )
+    async def shop_orders(
+        self, info: strawberry.Info[GraphQLContext, None], shop_id: uuid.UUID
+    ) -> AsyncGenerator[Order, None]:
+        context = info.context
+        live = context.require_live()
+        principal = context.require_principal()
+        async with context.reading() as session:
+            await ShopService(session).require_staff(shop_id, principal)
+            viewer = await order_service(session, shop_id, context.resources).viewer(principal)
+        stream = live.subscribe(lambda e: _order_event(e, shop_id))
+        try:
+            async for event in stream:
+                context.fresh_loaders()
+                async with context.reading() as session:
+                    row = await order_service(session, shop_id, context.resources).get(
+                        viewer, uuid.UUID(event.data["id"])
+                    )
+                yield Order.of(viewer, row, row.lines)
+        finally:
+            await stream.aclose()

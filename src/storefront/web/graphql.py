@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
 from storefront.auth.principal import Principal
+from storefront.events import CloudEvent
 from storefront.kit.db import read_session, session_scope
 from storefront.kit.errors import Unauthenticated, UnprocessableEntity
 from storefront.resources import Resources
@@ -43,6 +44,20 @@ class LoaderKey(Generic[K, V]):
     name: str
 
 
+class LiveStream(Protocol):
+    def __aiter__(self) -> AsyncIterator[CloudEvent]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LiveFeed(Protocol):
+    """The domain events as they happen, for subscriptions (storefront.graphql.live)."""
+
+    def subscribe(self, wants: Callable[[CloudEvent], bool]) -> LiveStream:
+        """Registered at once: what happens after the call is in the stream."""
+        ...
+
+
 BatchFactory = Callable[["GraphQLContext"], Callable[[list[Any]], Awaitable[Sequence[Any]]]]
 
 
@@ -56,10 +71,12 @@ class GraphQLContext(BaseContext):
         resources: Resources,
         principal: Principal | None,
         batches: dict[LoaderKey[Any, Any], BatchFactory],
+        live: LiveFeed | None = None,
     ) -> None:
         super().__init__()
         self.resources = resources
         self.principal = principal
+        self.live = live
         self._batches = batches
         self._loaders: dict[LoaderKey[Any, Any], DataLoader[Any, Any]] = {}
 
@@ -68,6 +85,15 @@ class GraphQLContext(BaseContext):
         if self.principal is None:
             raise Unauthenticated("Sign in and send the access token as a Bearer token.")
         return self.principal
+
+    def require_live(self) -> LiveFeed:
+        if self.live is None:  # pragma: no cover - the app always has one
+            raise RuntimeError("live updates are not running in this process")
+        return self.live
+
+    def fresh_loaders(self) -> None:
+        """Forget what the loaders read: a subscription's next update reads anew."""
+        self._loaders.clear()
 
     def loader(self, key: LoaderKey[K, V]) -> DataLoader[K, V]:
         loader = self._loaders.get(key)
