@@ -19,12 +19,13 @@ from typing import Any
 import httpx2
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.support.factories import AddressInFactory, unique
 from tests.support.servers import cli_env, run_cli, serve, stop, wait_ready
 
 PASSWORD = "a-long-enough-password"
-PROTOCOL = "graphql-transport-ws"
+PROTOCOL = Subprotocol("graphql-transport-ws")
 DEADLINE = 60.0  # generous: two servers on a loaded two-core machine
 
 

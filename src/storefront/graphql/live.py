@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.events import CloudEvent, Consumer
 from storefront.infra.availability import Backoff, dependency
+from storefront.kit.errors import DomainError
 
 logger = logging.getLogger("storefront.graphql")
 CHANNEL = "graphql:events"
@@ -32,8 +33,12 @@ QUEUE_SIZE = 256  # events one subscription may have waiting before it is droppe
 LIVE_DEPENDENCY = "live updates' Redis"
 
 
-class SubscriberTooSlow(RuntimeError):
+class SubscriberTooSlow(DomainError):
     """The subscription's queue overflowed: it ends (the client may subscribe again)."""
+
+    status = 503
+    slug = "subscriber-too-slow"
+    title = "Subscriber too slow"
 
 
 @dataclass(eq=False)
