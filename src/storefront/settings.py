@@ -527,6 +527,8 @@ class GraphQLSettings(BaseModel):
     max_cost: int = Field(default=5_000, ge=10, le=1_000_000)
     # introspection and the GraphiQL page; unset: on, except in production
     introspection: bool | None = None
+    # refuse queries that are not registered (src/storefront/graphql/persisted/)
+    persisted_only: bool = False
 
 
 class Settings(BaseSettings):
