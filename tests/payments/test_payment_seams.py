@@ -57,9 +57,10 @@ def _resilience(**payments: Any) -> dict[str, Any]:
 @asynccontextmanager
 async def _serving(settings: Settings) -> AsyncIterator[tuple[Api, Resources]]:
     async with running_app(settings) as app:
+        resources: Resources = app.state.resources
         transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield Api(c, app.state.resources), app.state.resources
+            yield Api(c, resources), resources
 
 
 async def _orders(api: Api, count: int) -> tuple[dict[str, Any], list[tuple[UserHandle, str]]]:
