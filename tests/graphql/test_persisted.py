@@ -69,3 +69,25 @@ def test_every_registered_operation_is_valid_against_the_schema() -> None:
     assert len(registered()) >= 3
     for text in registered().values():
         assert validate(schema, parse(text)) == [], text
+
+
+async def test_operations_are_counted_by_registered_name_only(api: Api) -> None:
+    from storefront.graphql.observability import OPERATIONS
+
+    def count(operation: str) -> float:
+        return float(
+            OPERATIONS.labels(operation=operation, type="query", outcome="ok")._value.get()
+        )
+
+    _owner, _staff, shop = await shop_with_staff(api)
+    digest, _text = by_name("ProductPage")
+    before_known, before_other = count("ProductPage"), count("other")
+    r = await api.client.post(
+        "/graphql", json={"variables": {"shopId": shop["id"]}, "extensions": persisted(digest)}
+    )
+    data(r.json())
+    r = await api.client.post("/graphql", json={"query": "query MadeUpName { __typename }"})
+    data(r.json())
+    assert count("ProductPage") == before_known + 1
+    assert count("other") == before_other + 1
+    assert count("MadeUpName") == 0

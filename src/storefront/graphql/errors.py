@@ -27,7 +27,7 @@ def _validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def _extensions(error: GraphQLError) -> tuple[str, dict[str, Any]]:
+def _extensions(error: GraphQLError, operation: str | None) -> tuple[str, dict[str, Any]]:
     original = error.original_error
     if isinstance(original, DomainError):
         return original.detail, {"code": original.slug, "status": original.status, **original.extra}
@@ -46,11 +46,19 @@ def _extensions(error: GraphQLError) -> tuple[str, dict[str, Any]]:
     if isinstance(original, ValueError) and error.path is None:
         # a scalar's parser refusing a variable's value (Money, DateTime)
         return error.message, {"code": "bad-request"}
-    logger.error("unhandled error in a GraphQL resolver at %s", error.path, exc_info=original)
+    logger.error(
+        "unhandled error in GraphQL operation %s at %s",
+        operation or "(anonymous)",
+        error.path,
+        exc_info=original,
+    )
     if sentry.enabled():
         import sentry_sdk
 
-        sentry_sdk.capture_exception(original)
+        with sentry_sdk.new_scope() as scope:
+            scope.set_tag("graphql.operation", operation or "anonymous")
+            scope.set_transaction_name(f"graphql {operation or 'anonymous'}")
+            sentry_sdk.capture_exception(original)
     return "The server failed to handle this request; it has been logged.", {
         "code": "internal-error",
         "status": 500,
@@ -65,7 +73,7 @@ class ProblemErrors(MaskErrors):
         super().__init__()
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        message, extensions = _extensions(error)
+        message, extensions = _extensions(error, self.execution_context.operation_name)
         return GraphQLError(
             message=message,
             nodes=error.nodes,

@@ -16,6 +16,7 @@ from graphql import GraphQLError
 from storefront.catalog import graphql as catalog
 from storefront.graphql.errors import ProblemErrors
 from storefront.graphql.limits import QuerySizeLimit, document_limits_rule
+from storefront.graphql.observability import OperationTelemetry
 from storefront.graphql.persisted import PersistedQueries
 from storefront.orders import graphql as orders
 from storefront.payments import graphql as payments
@@ -65,6 +66,7 @@ def build_schema(
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         # factories: a fresh extension per operation
         extensions=[
+            OperationTelemetry,
             lambda: PersistedQueries(persisted_only=settings.persisted_only),
             lambda: QuerySizeLimit(max_chars=settings.max_query_chars),
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
