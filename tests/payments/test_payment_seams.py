@@ -188,6 +188,13 @@ async def test_resets_open_the_circuit_an_open_circuit_answers_503_and_a_probe_c
         r = await pay(api, customer, shop, order_id)
         await _refused_and_written_off(r, resources, order_id, "circuit-open")
         assert proxy.accepted == reached
+        # reconciliation is refused too: it stops, and gives the payment's lease back
+        later = utcnow() + timedelta(minutes=10)
+        assert await reconcile(resources, now=later) == 0
+        assert proxy.accepted == reached
+        uncertain = [(await payments_in_db(resources, o))[0] for _, o in orders[:2]]
+        assert [p.status.value for p in uncertain] == ["processing", "processing"]
+        assert None in [p.claimed_until for p in uncertain]  # the one it took, given back
 
         # healed: once the cool-down is over, the next payment is the probe and closes it
         await proxy.set(Fault.NONE)
@@ -203,7 +210,7 @@ async def test_resets_open_the_circuit_an_open_circuit_answers_503_and_a_probe_c
 
         # the two cut attempts never got to the provider: past their lease, reconciliation
         # writes them off, and those orders can be paid
-        assert await reconcile(resources, now=utcnow() + timedelta(minutes=10)) == 2
+        assert await reconcile(resources, now=later) == 2
         for customer, order_id in orders[:2]:
             [payment] = await payments_in_db(resources, order_id)
             assert (payment.status.value, payment.failure_code) == ("failed", "not_at_provider")
