@@ -25,9 +25,11 @@ from storefront.payments.provider import ProviderDeclined, ProviderUnavailable, 
 from storefront.payments.tasks import reconcile
 from storefront.resilience import Resilience
 from storefront.resources import Resources
+from storefront.sales import SALES_PROJECTION
 from storefront.settings import DiscoverySettings, PaymentsSettings, ResilienceSettings, Settings
 from tests.conftest import hardened_overrides, make_settings
 from tests.support.apps import running_app
+from tests.support.events import eventually, relayed_and_consumed
 from tests.support.factories import Api, UserHandle, shop_with_staff
 from tests.support.faults import Fault, FaultProxy
 from tests.support.orders import order_status_in_db
@@ -61,6 +63,13 @@ async def _serving(settings: Settings) -> AsyncIterator[tuple[Api, Resources]]:
         transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
             yield Api(c, resources), resources
+        # the order events the test caused are consumed before the tables are emptied: one
+        # delivered afterwards would leave a sales row in the shared database
+        await eventually(
+            lambda: relayed_and_consumed(resources.sessionmaker, SALES_PROJECTION.name, "order."),
+            bool,
+            what="events relayed and consumed",
+        )
 
 
 async def _orders(api: Api, count: int) -> tuple[dict[str, Any], list[tuple[UserHandle, str]]]:

@@ -119,11 +119,6 @@ async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
             try:
                 yield app
             finally:
-                # domain events stop first: an in-process delivery after the delete would
-                # leave a sales projection row behind (the lifespan's own stop is then a no-op)
-                events = getattr(app.state, "events", None)
-                if events is not None:
-                    await events.stop()
                 await empty_tables(app.state.resources)
     finally:
         if not _unchanged(app, routes):
