@@ -240,3 +240,28 @@ async def test_a_change_through_one_process_reaches_a_subscriber_on_the_other(
             assert {products_sub, orders_sub} <= completed
             assert close_code in (1000, 1001, 1012), close_code
             await shopper.close()
+
+
+async def test_connections_per_user_are_bounded(empty_database: str) -> None:
+    env = cli_env(empty_database, STOREFRONT_GRAPHQL__MAX_CONNECTIONS_PER_USER="2")
+    run_cli(["migrate"], env)
+    with server(env) as (_proc, base):
+        async with httpx2.AsyncClient(base_url=base, timeout=30) as client:
+            _email, alice = await user(client)
+            _email, bob = await user(client)
+        first, second = await ws(base, alice), await ws(base, alice)
+        # a third connection of the same user is refused; another user is not affected
+        assert await rejected(base, alice["Authorization"]) == 4403
+        other = await ws(base, bob)
+        # a closed connection gives its slot back
+        await first.close()
+        deadline = time.monotonic() + DEADLINE
+        again = None
+        while again is None and time.monotonic() < deadline:
+            try:
+                again = await ws(base, alice)
+            except (AssertionError, ConnectionClosed):
+                await asyncio.sleep(0.2)  # the server notices the close asynchronously
+        assert again is not None, "the closed connection's slot never came back"
+        for conn in (second, other, again):
+            await conn.close()

@@ -5,6 +5,8 @@ GraphiQL where introspection is on."""
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -12,7 +14,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
-from strawberry.types.unset import UnsetType
+from strawberry.types.unset import UNSET, UnsetType
 
 from storefront.auth.principal import Principal
 from storefront.graphql.live import LiveHub
@@ -61,7 +63,39 @@ async def context(
     return GraphQLContext(resources, principal, BATCHES, live)
 
 
+class ConnectionSlots:
+    """How many WebSockets each signed-in user holds open on this process."""
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self.open: Counter[uuid.UUID] = Counter()
+
+    def take(self, user_id: uuid.UUID) -> bool:
+        if self.open[user_id] >= self.per_user:
+            return False
+        self.open[user_id] += 1
+        return True
+
+    def give_back(self, user_id: uuid.UUID) -> None:
+        self.open[user_id] -= 1
+        if self.open[user_id] <= 0:
+            del self.open[user_id]
+
+
 class StorefrontGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
+    def __init__(self, *args: Any, connections_per_user: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = ConnectionSlots(connections_per_user)
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context, root_value)
+        finally:
+            # a WebSocket that counted against its user's bound gives its slot back
+            if isinstance(context, GraphQLContext) and context.connection_user is not None:
+                self.slots.give_back(context.connection_user)
+                context.connection_user = None
+
     async def on_ws_connect(self, context: GraphQLContext) -> UnsetType | dict[str, Any] | None:
         """A WebSocket's caller: ``{"Authorization": "Bearer <access token>"}`` in the
         connection_init payload (browsers cannot set headers on a WebSocket); a bad token
@@ -74,6 +108,10 @@ class StorefrontGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
                 context.principal = await _principal(resources, token)
             except DomainError as exc:
                 raise ConnectionRejectionError({"code": exc.slug}) from exc
+            user_id = context.principal.user_id
+            if not self.slots.take(user_id):
+                raise ConnectionRejectionError({"code": "too-many-connections"})
+            context.connection_user = user_id
         return await super().on_ws_connect(context)
 
 
@@ -91,4 +129,5 @@ def graphql_router(settings: Settings) -> StorefrontGraphQLRouter:
         keep_alive_interval=15,
         connection_init_wait_timeout=timedelta(seconds=10),
         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
+        connections_per_user=settings.graphql.max_connections_per_user,
     )

@@ -77,6 +77,9 @@ class GraphQLContext(BaseContext):
         self.resources = resources
         self.principal = principal
         self.live = live
+        # the signed-in user whose WebSocket connection this is, while it counts against
+        # their bound (storefront.graphql.router)
+        self.connection_user: uuid.UUID | None = None
         self._batches = batches
         self._loaders: dict[LoaderKey[Any, Any], DataLoader[Any, Any]] = {}
 
