@@ -35,11 +35,13 @@ from storefront.shops.routes import router as shops_router
 from storefront.shops.routes_v2 import router as shops_v2_router
 from storefront.telemetry.tracing import fastapi_telemetry
 from storefront.web import health
+from storefront.web.compression import CompressionMiddleware
 from storefront.web.cors import EXPOSED_HEADERS, StrictCORSMiddleware
 from storefront.web.docs import install_docs
 from storefront.web.fast_path import CachedReadFastPath
 from storefront.web.limits import json_body_guard
 from storefront.web.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
+from storefront.web.msgpack_bodies import MsgpackBodiesMiddleware
 from storefront.web.observability import ObservabilityMiddleware
 from storefront.web.paths import API_PREFIX, API_V2_PREFIX
 from storefront.web.problems import install_problem_handlers
@@ -189,6 +191,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sunset_at=settings.api.v1_sunset_at,
         record_metrics=observability.metrics_enabled,
     )
+    # request bodies in MessagePack wherever JSON is taken; responses compressed per
+    # Accept-Encoding (zstd, br, gzip; whole bodies of a minimum size, never streams)
+    app.add_middleware(MsgpackBodiesMiddleware, prefixes=(API_PREFIX + "/", API_V2_PREFIX + "/"))
+    app.add_middleware(CompressionMiddleware)
     # --- API protection, innermost: load shedding -> body limit -> rate limit ->
     # deadline (see web/protection.py). Keep it inside CORS (so browsers can read a
     # 429/503) and inside security headers and request id (so refusals carry them too).

@@ -18,6 +18,7 @@ regenerates them from the application and fails
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -163,9 +164,34 @@ def breaking(base: str, revision: str) -> tuple[bool, str]:
     return result.returncode != 0, result.stdout + result.stderr
 
 
+WITHDRAWN = DOCS / "withdrawn.txt"
+
+
+def withdrawn() -> set[str]:
+    """sha256 digests of committed documents withdrawn before anyone could rely on them
+    (``openapi/withdrawn.txt``: ``<sha256> <file> <why>`` a line): never compared against.
+    Listing one is a reviewed decision, like any other change of the contract."""
+    if not WITHDRAWN.exists():
+        return set()
+    return {
+        line.split()[0]
+        for line in WITHDRAWN.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def bases(path: Path, revision: str) -> list[tuple[str, str]]:
     """The versions of ``path`` that ``revision`` is checked against (see NEWEST_CHECKED)."""
-    different = [(where, text) for where, text in _history(path) if text != revision]
+    skipped = withdrawn()
+    different = [
+        (where, text)
+        for where, text in _history(path)
+        if text != revision and digest(text) not in skipped
+    ]
     chosen = different[:NEWEST_CHECKED]
     if len(different) > NEWEST_CHECKED:
         chosen.append(different[-1])

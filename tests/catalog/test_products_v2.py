@@ -66,7 +66,7 @@ async def test_json_is_the_same_document_and_anything_else_is_406(api: Api) -> N
     ] == HAL
     r = await get(api, url, Accept="text/html")
     body = assert_problem(r, 406, "not-acceptable")
-    assert body["available"] == [HAL, "application/json"]
+    assert body["available"] == [HAL, "application/json", "application/msgpack"]
     # a v1 resource is unchanged: plain JSON, no links
     v1 = await get(api, f"/api/v1/shops/{shop['id']}")
     assert "_links" not in v1.json()

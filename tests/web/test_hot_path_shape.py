@@ -76,11 +76,12 @@ def test_hot_read_routes_have_no_thread_pool_dependencies() -> None:
 def test_middleware_stack_depth_and_the_fast_path_innermost() -> None:
     """Every layer runs on every request: the stack is pinned (decision 0060). Outermost
     first: request id, observability, security headers, header-count limit (decision 0094),
-    load shedding, body limit, rate limit, deadline, then the cache-hit fast path just before
-    FastAPI's own routing."""
+    load shedding, body limit, rate limit, deadline, compression, MessagePack bodies and v1's
+    deprecation headers (decisions 0142, 0143: each passes a request it has no business with
+    through at once), then the cache-hit fast path just before FastAPI's own routing."""
     app = create_app(make_settings("sqlite+aiosqlite:///:memory:", rate_limit_enabled=True))
     layers = [_cls(m) for m in app.user_middleware]
-    assert len(layers) == 9, layers
+    assert len(layers) == 12, layers
     assert layers[-1] is CachedReadFastPath
     assert layers[0] is RequestIdMiddleware
 

@@ -62,6 +62,13 @@ async def test_routes_without_a_successor_and_paginated_listings(api: Api) -> No
     assert r.headers["deprecation"].startswith("@")
 
 
+async def test_the_successor_link_keeps_the_path_as_sent(api: Api) -> None:
+    # a decoded path may hold control characters no header can carry
+    r = await api.client.get("/api/v1/shops/%0B%C3%88x")
+    assert r.status_code == 422, r.text
+    assert r.headers["link"] == '</api/v2/shops/%0B%C3%88x>; rel="successor-version"'
+
+
 def test_sunset_must_follow_deprecation() -> None:
     import pytest
     from pydantic import ValidationError

@@ -44,6 +44,7 @@ from storefront.web.hal import (
     problems,
     resource,
     timestamp,
+    transcode,
     v2,
 )
 from storefront.web.idempotency import require_key
@@ -141,7 +142,9 @@ def _stored(stored: StoredResponse, media_type: str) -> Response:
     headers = {**stored.headers, "Vary": "Accept"}
     if stored.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return HALResponse(stored.body, stored.status, headers=headers, media_type=media_type)
+    return HALResponse(
+        transcode(stored.body, media_type), stored.status, headers=headers, media_type=media_type
+    )
 
 
 @router.post(

@@ -18,8 +18,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgpack
 import orjson
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from storefront.kit.inputs import STORABLE
@@ -35,8 +37,10 @@ from storefront.web.responses import PROBLEM_RESPONSES
 
 HAL_JSON = "application/hal+json"
 JSON = "application/json"
-# most preferred first: HAL is v2's default (no Accept, */*, application/*)
-OFFERS = (HAL_JSON, JSON)
+MSGPACK = "application/msgpack"
+# most preferred first: HAL is v2's default (no Accept, */*, application/*); MessagePack
+# carries the same document
+OFFERS = (HAL_JSON, JSON, MSGPACK)
 
 REL_NAMESPACE = "https://storefront.dev/rels/"
 CURIES = [{"name": "sf", "href": REL_NAMESPACE + "{rel}", "templated": True}]
@@ -60,17 +64,22 @@ Link = dict[str, Any]
 Resource = dict[str, Any]
 
 
-class HALResponse(Response):
-    """What a v2 route answers (the documents name ``application/hal+json``)."""
+class HALResponse(JSONResponse):
+    """What a v2 route answers: the documents name ``application/hal+json`` with the route's
+    response model; the body is rendered already (HAL JSON or MessagePack)."""
 
     media_type = HAL_JSON
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else orjson.dumps(content)
 
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The error responses an operation can actually return, for its documentation; every
-    v2 route negotiates (406) and may be refused by the API protection (429, 503)."""
+    v2 route validates its path (422), negotiates (406) and may be refused by the API
+    protection (429, 503)."""
     out: dict[int | str, dict[str, Any]] = {}
-    for code in (*codes, 406, 429, 503):
+    for code in sorted({*codes, 406, 422, 429, 503}):
         if code == 406:
             out[406] = {
                 **PROBLEM_RESPONSES[400],
@@ -274,10 +283,10 @@ def hal_response(
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
 ) -> HALResponse:
-    """``body`` as HAL (the default) or plain ``application/json`` (the same document);
-    always ``Vary: Accept``."""
+    """``body`` as HAL (the default), plain ``application/json`` or MessagePack (the same
+    document); always ``Vary: Accept``."""
     return HALResponse(
-        encode(body),
+        msgpack.packb(body) if media_type == MSGPACK else encode(body),
         status_code=status_code,
         media_type=media_type,
         headers={**(headers or {}), "Vary": "Accept"},
@@ -285,4 +294,10 @@ def hal_response(
 
 
 def encode(body: Resource) -> bytes:
+    """The document as stored (an idempotent operation's answer): JSON."""
     return orjson.dumps(body)
+
+
+def transcode(stored: bytes, media_type: str) -> bytes:
+    """A stored JSON document in the negotiated media type."""
+    return bytes(msgpack.packb(orjson.loads(stored))) if media_type == MSGPACK else stored

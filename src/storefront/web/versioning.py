@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from email.utils import format_datetime
+from urllib.parse import quote
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -123,7 +124,12 @@ class VersioningMiddleware:
         if not has_successor:
             await self.app(scope, receive, send)
             return
-        successor = (API_V2_PREFIX + path[len(API_PREFIX) :]).encode()
+        # from the path as sent (percent-encoded): the decoded one may hold characters that
+        # no header can carry
+        raw = scope.get("raw_path") or b""
+        if not raw.startswith(API_PREFIX.encode() + b"/"):
+            raw = quote(path).encode()
+        successor = API_V2_PREFIX.encode() + raw[len(API_PREFIX) :]
         link = not (route.linked_pages and method in ("GET", "HEAD"))
 
         async def send_with_headers(message: Message) -> None:
