@@ -529,6 +529,8 @@ class GraphQLSettings(BaseModel):
     introspection: bool | None = None
     # refuse queries that are not registered (src/storefront/graphql/persisted/)
     persisted_only: bool = False
+    # a request spends one rate-limit call per this much cost (decision 0146)
+    cost_per_call: int = Field(default=100, ge=1, le=1_000_000)
     # open subscription WebSockets one signed-in user may hold, per API process
     max_connections_per_user: int = Field(default=5, ge=1, le=1_000)
 

@@ -86,3 +86,34 @@ async def test_introspection_is_on_outside_production(app: FastAPI, api: Api) ->
     assert app.state.settings.graphql_introspection is True
     body = await gql(api.client, "{ __schema { queryType { name } } }")
     assert body["data"] == {"__schema": {"queryType": {"name": "Query"}}}
+
+
+async def test_a_costly_operation_spends_the_rate_limit_by_its_cost(api: Api) -> None:
+    """Charged before running: 1 + 20 x (1 + 2) = 61 at 10 per call is 7 calls, 6 more
+    than the middleware's one, over a budget of 5; a cheap one costs nothing extra."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from storefront.auth.principal import Principal
+    from storefront.graphql.schema import BATCHES
+    from storefront.web.graphql import GraphQLContext
+
+    assert api.resources is not None
+    _owner, _staff, shop = await shop_with_staff(api)
+    schema = build_schema(GraphQLSettings(cost_per_call=10), rates=("5/minute", "5/minute"))
+    caller = Principal(uuid.uuid4(), False, datetime.now(UTC), None)
+
+    def context() -> GraphQLContext:
+        return GraphQLContext(api.resources, caller, BATCHES)  # type: ignore[arg-type]
+
+    cheap = await schema.execute("{ __typename }", context_value=context())
+    assert cheap.errors is None
+    query = f'{{ products(shopId: "{shop["id"]}", first: 20) {{ nodes {{ id sku }} }} }}'
+    costly = await schema.execute(query, context_value=context())
+    assert costly.errors is not None
+    assert [e.extensions["code"] for e in costly.errors] == ["too-many-requests"]  # type: ignore[index]
+    assert costly.errors[0].extensions["retry_after"] >= 1  # type: ignore[index]
+    # within budget when each call buys more cost
+    generous = build_schema(GraphQLSettings(cost_per_call=100), rates=("5/minute", "5/minute"))
+    fine = await generous.execute(query, context_value=context())
+    assert fine.errors is None, fine.errors

@@ -4,8 +4,11 @@ for. Each refusal is a GraphQL error with ``extensions.code`` saying which bound
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+
+from strawberry.extensions import SchemaExtension
 
 from graphql import (
     ASTValidationRule,
@@ -18,8 +21,9 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
 )
-from strawberry.extensions import SchemaExtension
-
+from storefront.infra.ratelimit import parse_policy
+from storefront.kit.client_address import client_address
+from storefront.web.graphql import GraphQLContext
 from storefront.web.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 
@@ -182,3 +186,50 @@ class QuerySizeLimit(SchemaExtension):
                 extensions={"code": "query-too-large", "max_chars": self.max_chars},
             )
         yield
+
+
+class CostCharge(SchemaExtension):
+    """A GraphQL request spends the caller's rate-limit budget by its cost, not as one call:
+    the middleware charged one call already; an operation costing more than
+    ``cost_per_call`` spends one more per ``cost_per_call`` (rounded up), before it runs, on
+    the same budget (the user's, else the client address's). Refused: ``too-many-requests``
+    with ``retry_after``."""
+
+    def __init__(self, *, cost_per_call: int, user_rate: str, anonymous_rate: str) -> None:
+        self.cost_per_call = cost_per_call
+        self.user = parse_policy("user", user_rate)
+        self.anonymous = parse_policy("anonymous", anonymous_rate)
+
+    async def on_validate(self) -> AsyncIterator[None]:
+        yield
+        context = self.execution_context
+        document = context.graphql_document
+        if context.pre_execution_errors or document is None:
+            return
+        costs = cost_of(document.definitions)
+        name = context.operation_name or ""
+        cost = costs.get(name, max(costs.values(), default=0))
+        extra = math.ceil(cost / self.cost_per_call) - 1
+        app_context = context.context
+        if extra <= 0 or not isinstance(app_context, GraphQLContext):
+            return
+        resources = app_context.resources
+        if not resources.settings.rate_limit_enabled:
+            return
+        if app_context.principal is not None:
+            limits, key = self.user, f"user:{app_context.principal.user_id}"
+        else:
+            request = app_context.request
+            if request is None:  # pragma: no cover - every operation comes over a connection
+                return
+            address = client_address(request.scope, resources.trusted_proxies)
+            limits, key = self.anonymous, f"addr:{address}"
+        outcomes = await resources.rate_limiter.hit(limits, key, cost=extra)
+        refused = [o for o in outcomes if not o.allowed]
+        if refused:
+            retry_after = max(o.reset_seconds for o in refused)
+            raise GraphQLError(
+                f"This operation costs {cost} ({extra + 1} calls): the rate limit is spent; "
+                f"retry in {retry_after} s.",
+                extensions={"code": "too-many-requests", "status": 429, "retry_after": retry_after},
+            )

@@ -118,7 +118,11 @@ class StorefrontGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
 def graphql_router(settings: Settings) -> StorefrontGraphQLRouter:
     introspection = settings.graphql_introspection
     return StorefrontGraphQLRouter(
-        build_schema(settings.graphql, introspection=introspection),
+        build_schema(
+            settings.graphql,
+            introspection=introspection,
+            rates=(settings.protection.user_rate, settings.protection.anonymous_rate),
+        ),
         path=PATH,
         context_getter=context,
         graphql_ide="graphiql" if introspection else None,

@@ -4,18 +4,19 @@ the domain that owns its rows."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from graphql import GraphQLError
 from storefront.catalog import graphql as catalog
 from storefront.graphql.errors import ProblemErrors
-from storefront.graphql.limits import QuerySizeLimit, document_limits_rule
+from storefront.graphql.limits import CostCharge, QuerySizeLimit, document_limits_rule
 from storefront.graphql.observability import OperationTelemetry
 from storefront.graphql.persisted import PersistedQueries
 from storefront.orders import graphql as orders
@@ -45,10 +46,14 @@ class StorefrontSchema(strawberry.Schema):
 
 
 def build_schema(
-    settings: GraphQLSettings | None = None, *, introspection: bool = True
+    settings: GraphQLSettings | None = None,
+    *,
+    introspection: bool = True,
+    rates: tuple[str, str] | None = None,
 ) -> StorefrontSchema:
     """The schema with its bounds; ``introspection=False`` refuses introspection queries
-    (production, unless STOREFRONT_GRAPHQL__INTROSPECTION says otherwise)."""
+    (production, unless STOREFRONT_GRAPHQL__INTROSPECTION says otherwise); ``rates`` (the
+    user and anonymous rate-limit policies) charge a costly operation's extra calls."""
     settings = settings or GraphQLSettings()
     rules: list[Any] = [
         document_limits_rule(
@@ -59,20 +64,30 @@ def build_schema(
     ]
     if not introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
+    extensions: list[Callable[[], SchemaExtension]] = [
+        OperationTelemetry,
+        lambda: PersistedQueries(persisted_only=settings.persisted_only),
+        lambda: QuerySizeLimit(max_chars=settings.max_query_chars),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: AddValidationRules(rules),
+        ProblemErrors,
+    ]
+    if rates is not None:
+        user_rate, anonymous_rate = rates
+        extensions.append(
+            lambda: CostCharge(
+                cost_per_call=settings.cost_per_call,
+                user_rate=user_rate,
+                anonymous_rate=anonymous_rate,
+            )
+        )
+    # factories: a fresh extension per operation
     return StorefrontSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        # factories: a fresh extension per operation
-        extensions=[
-            OperationTelemetry,
-            lambda: PersistedQueries(persisted_only=settings.persisted_only),
-            lambda: QuerySizeLimit(max_chars=settings.max_query_chars),
-            lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-            lambda: AddValidationRules(rules),
-            ProblemErrors,
-        ],
+        extensions=extensions,
     )
 
 

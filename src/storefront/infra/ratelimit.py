@@ -126,17 +126,18 @@ class DistributedRateLimiter:
             "fallbacks": self.fallbacks,
         }
 
-    async def hit(self, limits: Sequence[Limit], key: str) -> list[Outcome]:
-        """Spend one unit of every limit for ``key``; each outcome says whether it had room."""
+    async def hit(self, limits: Sequence[Limit], key: str, cost: int = 1) -> list[Outcome]:
+        """Spend ``cost`` units (one by default) of every limit for ``key``; each outcome says
+        whether it had room."""
         if self._redis is not None and self.fallback_since is None:
             try:
                 async with asyncio.timeout(self._timeout):
-                    return await self._hit(self._redis, limits, key)
+                    return await self._hit(self._redis, limits, key, cost)
             except _STORAGE_FAILURES as exc:
                 self._fall_back(exc)
         elif self._redis is not None:
             self._maybe_probe()
-        return await self._hit(self._memory, limits, key)
+        return await self._hit(self._memory, limits, key, cost)
 
     async def hit_local(self, limits: Sequence[Limit], key: str) -> list[Outcome]:
         """Spend from this process's own in-memory budget, never Redis: for probes and scrapes,
@@ -144,11 +145,13 @@ class DistributedRateLimiter:
         not depend on Redis answering."""
         return await self._hit(self._memory, limits, key)
 
-    async def _hit(self, limiter: RateLimiter, limits: Sequence[Limit], key: str) -> list[Outcome]:
+    async def _hit(
+        self, limiter: RateLimiter, limits: Sequence[Limit], key: str, cost: int = 1
+    ) -> list[Outcome]:
         outcomes = []
         now = time.time()
         for limit in limits:
-            allowed = await limiter.hit(limit.item, limit.name, key)
+            allowed = await limiter.hit(limit.item, limit.name, key, cost=cost)
             stats = await limiter.get_window_stats(limit.item, limit.name, key)
             reset = max(0, math.ceil(stats.reset_time - now))
             if not allowed:
