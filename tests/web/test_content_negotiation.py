@@ -117,3 +117,31 @@ async def test_v2_documents_in_msgpack_and_bodies_in_msgpack(api: Api) -> None:
             headers={**owner.auth, "Content-Type": "application/msgpack"},
         )
         assert_problem(r, 400)
+
+
+async def test_v2_order_collections_stream_as_ndjson_and_csv(api: Api) -> None:
+    _owner, staff, shop = await shop_with_staff(api)
+    product = await api.product(staff, shop, stock=50)
+    customer = await api.user()
+    for _ in range(3):
+        await api.order(customer, shop, (product, 1))
+    url = f"{V2}/shops/{shop['id']}/orders"
+
+    r = await api.client.get(url, headers={**staff.auth, "Accept": "application/x-ndjson"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/x-ndjson")
+    assert "Accept" in r.headers["vary"]
+    assert len(r.text.splitlines()) == 3
+    r = await api.client.get(url, headers={**staff.auth, "Accept": "text/csv;q=0.9, */*;q=0.1"})
+    assert r.headers["content-type"].startswith("text/csv")
+    assert len(r.text.strip().splitlines()) == 1 + 3  # a header row, one row per line
+    # a customer's stream has their own orders only
+    other = await api.user()
+    r = await api.client.get(url, headers={**other.auth, "Accept": "application/x-ndjson"})
+    assert r.text == ""
+
+    body = assert_problem(
+        await api.client.get(url, headers={**staff.auth, "Accept": "image/png"}), 406
+    )
+    assert "text/csv" in body["available"]
+    assert "application/hal+json" in body["available"]

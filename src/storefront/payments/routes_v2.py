@@ -18,6 +18,8 @@ from storefront.identity.deps import CurrentPrincipal
 from storefront.kit.errors import NotFound
 from storefront.kit.money import money
 from storefront.orders.auth import OrderReader
+from storefront.orders.export import CSV as EXPORT_CSV
+from storefront.orders.export import NDJSON as EXPORT_NDJSON
 from storefront.orders.hal import order_path, order_resource
 from storefront.orders.models import OrderStatus
 from storefront.orders.schemas import OrderIn
@@ -28,6 +30,7 @@ from storefront.payments.schemas import PaymentIn
 from storefront.payments.service import PaymentService
 from storefront.web.deps import ResourcesDep, SessionDep
 from storefront.web.hal import (
+    OFFERS,
     ORDER,
     SHOP,
     Accepted,
@@ -36,6 +39,7 @@ from storefront.web.hal import (
     MoneyOut,
     PageParamsV2Dep,
     Resource,
+    accepted_among,
     encode,
     hal_response,
     ident,
@@ -50,8 +54,12 @@ from storefront.web.hal import (
 from storefront.web.idempotency import require_key
 from storefront.web.paths import API_V2_PREFIX
 from storefront.web.responses import NO_STORE
+from storefront.web.route_policy import route_policy
+from storefront.web.streaming import ClosingStreamingResponse
 
 router = APIRouter(tags=["orders (v2)"])
+# a collection: its documents, and v1's streamed exports
+LIST_OFFERS = (*OFFERS, EXPORT_NDJSON, EXPORT_CSV)
 PERSONAL = {"Cache-Control": NO_STORE}
 
 
@@ -199,18 +207,43 @@ async def create_order(
     "/shops/{shop_id}/orders",
     response_model=OrderPageV2,
     response_class=HALResponse,
-    responses=problems(401, 404, 422),
+    responses={
+        **problems(401, 404, 422),
+        200: {
+            "description": "A page of orders (HAL, the default; JSON and MessagePack the same "
+            "document), or with `Accept: application/x-ndjson` or `text/csv` every matching "
+            "order, streamed (v1's export: NDJSON one order with its lines per line, CSV one "
+            "row per order line).",
+            "content": {EXPORT_NDJSON: {}, EXPORT_CSV: {}},
+        },
+    },
     summary="A page of orders: the shop's staff see all, a customer their own",
 )
+# the streams cost what v1's do: the same budget, charged on the same negotiation
+@route_policy(rate="expensive", accept=(EXPORT_NDJSON, EXPORT_CSV), offers=LIST_OFFERS)
 async def list_orders(
     request: Request,
     viewer: OrderReader,
     session: SessionDep,
     resources: ResourcesDep,
     params: PageParamsV2Dep,
-    media_type: Accepted,
+    media_type: Annotated[str, accepted_among(LIST_OFFERS)],
     status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
 ) -> Response:
+    if media_type in (EXPORT_NDJSON, EXPORT_CSV):
+        export = await OrderService(
+            session, viewer.shop_id, cache=resources.cache, vault=resources.vault
+        ).export(viewer, media_type=media_type, status=status_filter, after=params.after)
+        # read on a session of its own once this request's has closed, as v1's
+        return ClosingStreamingResponse(
+            export.stream(resources.sessionmaker),
+            media_type=media_type,
+            headers={
+                "Cache-Control": NO_STORE,
+                "Content-Disposition": f'attachment; filename="{export.filename}"',
+                "Vary": "Accept",
+            },
+        )
     rows, next_after = await OrderService(
         session, viewer.shop_id, cache=resources.cache, vault=resources.vault
     ).list_page(viewer, limit=params.limit, after=params.after, status=status_filter)

@@ -276,6 +276,15 @@ async def accepted(request: Request) -> str:
 Accepted = Annotated[str, Depends(accepted)]
 
 
+def accepted_among(offers: Sequence[str]) -> Any:
+    """``Accepted`` for a route with offers of its own (a collection that also streams)."""
+
+    async def negotiate_offers(request: Request) -> str:
+        return negotiate(request.headers.get("accept"), offers)
+
+    return Depends(negotiate_offers)
+
+
 def hal_response(
     body: Resource,
     media_type: str,
