@@ -70,3 +70,21 @@ async def test_nested_order_query_runs_a_constant_number_of_statements(
     assert len(reads(many_sql, "payments")) == 1, many_sql
     assert len(reads(many_sql, "order_lines")) == 1, many_sql
     assert len(few["orders"]["nodes"]) == 2  # type: ignore[index]
+
+
+async def test_the_shop_of_every_product_of_a_page_is_read_once(
+    api: Api, count_queries: Counter
+) -> None:
+    _owner, staff, shop = await shop_with_staff(api)
+    for _ in range(12):
+        await api.product(staff, shop)
+    query = """query($shop: UUID!) { products(shopId: $shop, first: 12) {
+      nodes { id shop { id slug } } } }"""
+    counter = count_queries()
+    counter.reset()
+    nodes = data(await gql(api.client, query, {"shop": shop["id"]}))["products"]["nodes"]
+    assert len(nodes) == 12
+    assert {n["shop"]["slug"] for n in nodes} == {shop["slug"]}
+    # one batch for the whole page (besides the listing's own check that the shop exists)
+    batches = [s for s in reads(list(counter.statements), "shops") if "shops.id IN" in s]
+    assert len(batches) == 1, counter.statements

@@ -31,6 +31,9 @@ from storefront.web.graphql import (
 
 # (shop id, product id) -> the shop's active product, or None
 PRODUCT = LoaderKey[tuple[uuid.UUID, uuid.UUID], ProductOut | None]("product")
+# shop id -> the shop, as shops' GraphQL type (a sibling domain: storefront.graphql pairs
+# the key with shops' batch)
+SHOP_OF_PRODUCT = LoaderKey[uuid.UUID, Any]("shop-of-product")
 
 
 def products_by_id(
@@ -73,6 +76,12 @@ class Product:
     )
     created_at: datetime
     updated_at: datetime
+
+    @strawberry.field(description="The shop the product belongs to.")
+    async def shop(
+        self, info: strawberry.Info[GraphQLContext, None]
+    ) -> Annotated[Shop, strawberry.lazy("storefront.shops.graphql")]:  # type: ignore[name-defined]  # noqa: F821
+        return await info.context.loader(SHOP_OF_PRODUCT).load(uuid.UUID(self.shop_id))
 
     @classmethod
     def of(cls, out: ProductOut) -> Product:

@@ -35,6 +35,7 @@ Subscription = merge_types("Subscription", (catalog.CatalogSubscription, orders.
 BATCHES: dict[LoaderKey[Any, Any], BatchFactory] = {
     shops.SHOP: shops.shops_by_id,
     catalog.PRODUCT: catalog.products_by_id,
+    catalog.SHOP_OF_PRODUCT: shops.shop_types_by_id,
     orders.PAYMENTS: payments.payments_of_orders,
 }
 

@@ -34,6 +34,18 @@ def shops_by_id(context: GraphQLContext) -> Callable[[list[uuid.UUID]], Awaitabl
     return load
 
 
+def shop_types_by_id(
+    context: GraphQLContext,
+) -> Callable[[list[uuid.UUID]], Awaitable[Sequence[Any]]]:
+    """The same batch, as this domain's GraphQL type (for other domains' fields)."""
+    rows = shops_by_id(context)
+
+    async def load(ids: list[uuid.UUID]) -> list[Shop | None]:
+        return [None if row is None else Shop.of(row) for row in await rows(ids)]
+
+    return load
+
+
 @strawberry.enum(description="A member's role in a shop.")
 class Role(Enum):
     OWNER = "owner"
