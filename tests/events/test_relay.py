@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -75,3 +76,31 @@ async def test_a_relayed_event_is_not_sent_again(
     assert await relay.relay_due(utcnow()) == 1
     assert await relay.relay_due(utcnow() + timedelta(days=1)) == 0
     assert sent == [event_id]
+
+
+async def test_stopping_lets_the_delivery_under_way_finish_and_mark_its_event(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A stop mid-delivery used to cancel the pass: the event stayed leased and a delivery
+    could land after the caller moved on (a test's tables emptied, then a projection row)."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    delivered: list[uuid.UUID] = []
+
+    async def deliver(event: CloudEvent) -> None:
+        entered.set()
+        await release.wait()
+        delivered.append(event.id)
+
+    relay = EventRelay(sessionmaker, deliver)
+    event_id = await _record(sessionmaker)
+    relay.start()
+    await asyncio.wait_for(entered.wait(), timeout=30)
+    stopping = asyncio.create_task(relay.stop())
+    await asyncio.sleep(0)
+    assert not stopping.done()  # waits for the delivery under way
+    release.set()
+    await asyncio.wait_for(stopping, timeout=30)
+    assert delivered == [event_id]
+    (row,) = await stored_events(sessionmaker)
+    assert row.published_at is not None
+    assert row.next_attempt_at is None

@@ -129,30 +129,42 @@ class EventRelay:
         self.relayed = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             _relays.add(self)
             self._task = spawn(self._run(), name="storefront-event-relay")
 
     async def stop(self) -> None:
+        """Let the pass under way finish (the events it claimed are delivered and marked,
+        not left leased for ``lease_seconds``, and no delivery lands after the caller moves
+        on), then stop; a pass still sending after its deadline is cancelled."""
         _relays.discard(self)
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        grace = self.config.send_timeout_seconds * 2 + 5.0
+        with anyio.move_on_after(grace, shield=True):
+            await asyncio.wait({task})
+        if not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
         backoff = Backoff(self.config.poll_seconds, max(self.config.max_delay_seconds, 1.0))
         loop = asyncio.get_running_loop()
         next_measure = 0.0
-        while True:
+        while not self._stopping:
             delay = self.config.poll_seconds
             try:
-                while await self.relay_due() >= self.config.batch_size:
+                while await self.relay_due() >= self.config.batch_size and not self._stopping:
                     pass
                 if self.config.measure_seconds > 0 and loop.time() >= next_measure:
                     next_measure = loop.time() + self.config.measure_seconds
