@@ -23,9 +23,34 @@ from storefront.orders import graphql as orders
 from storefront.payments import graphql as payments
 from storefront.settings import GraphQLSettings
 from storefront.shops import graphql as shops
-from storefront.web.graphql import SCALAR_MAP, BatchFactory, LoaderKey
+from storefront.web.graphql import SCALAR_MAP, BatchFactory, GraphQLContext, LoaderKey
 
-Query = merge_types("Query", (shops.ShopQuery, catalog.CatalogQuery, orders.OrderQuery))
+
+# the caller, from two domains: shops knows who they are and their shops, orders (above
+# shops, which may not import it) their orders
+@strawberry.type(
+    name="Viewer", description="The signed-in caller: who they are, their shops, their orders."
+)
+class Viewer(shops.Viewer, orders.ViewerOrders):
+    pass
+
+
+def _viewer(info: strawberry.Info[GraphQLContext, None]) -> Viewer:
+    principal = info.context.require_principal()
+    return Viewer(id=strawberry.ID(str(principal.user_id)), is_admin=principal.is_admin)
+
+
+@strawberry.type
+class ViewerQuery:
+    viewer: Viewer = strawberry.field(
+        resolver=_viewer,
+        description="The caller (an error with code unauthenticated if anonymous).",
+    )
+
+
+Query = merge_types(
+    "Query", (ViewerQuery, shops.ShopQuery, catalog.CatalogQuery, orders.OrderQuery)
+)
 Mutation = merge_types(
     "Mutation", (catalog.CatalogMutation, orders.OrderMutation, payments.PaymentMutation)
 )
@@ -34,6 +59,7 @@ Subscription = merge_types("Subscription", (catalog.CatalogSubscription, orders.
 
 BATCHES: dict[LoaderKey[Any, Any], BatchFactory] = {
     shops.SHOP: shops.shops_by_id,
+    shops.PROFILE: shops.profiles_by_id,
     catalog.PRODUCT: catalog.products_by_id,
     catalog.SHOP_OF_PRODUCT: shops.shop_types_by_id,
     orders.PAYMENTS: payments.payments_of_orders,

@@ -24,7 +24,7 @@ from storefront.kit.errors import IdempotencyKeyMissing, NotFound, Unprocessable
 from storefront.orders.models import OrderStatus as OrderStatusValue
 from storefront.orders.schemas import OrderIn
 from storefront.orders.serialise import order_json
-from storefront.orders.service import OrderService, OrderViewer
+from storefront.orders.service import OrderService, OrderViewer, customer_orders_page
 from storefront.resources import Resources
 from storefront.shops.graphql import SHOP, Shop
 from storefront.shops.service import ShopService
@@ -203,6 +203,34 @@ def _order_in(data: OrderInput) -> OrderIn:
             },
         }
     )
+
+
+@strawberry.type(
+    description="The caller's orders (part of Viewer, composed in storefront.graphql)."
+)
+class ViewerOrders:
+    @strawberry.field(
+        description="A page of the caller's own orders in every shop, in id order (the order "
+        "they were placed in); as a customer, even in a shop they are staff of."
+    )
+    async def orders(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        first: Annotated[int | None, strawberry.argument(description="1..100, default 20")] = None,
+        after: str | None = None,
+    ) -> Connection[Order]:
+        context = info.context
+        principal = context.require_principal()
+        page = page_request(first, after)
+        async with context.reading() as session:
+            rows, last = await customer_orders_page(
+                session, principal, limit=page.limit, after=page.after
+            )
+        return connection(
+            [Order.of(viewer, row, lines) for viewer, row, lines in rows],
+            [row.id for _, row, _ in rows],
+            has_next_page=last is not None,
+        )
 
 
 @strawberry.type

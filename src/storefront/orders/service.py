@@ -23,7 +23,7 @@ from storefront.orders import metrics
 from storefront.orders.export import OrderExport
 from storefront.orders.limits import HoldLimits
 from storefront.orders.models import Order, OrderLine, OrderStatus
-from storefront.orders.repository import ExportBatch, OrderRepository
+from storefront.orders.repository import ExportBatch, OrderRepository, customer_rows
 from storefront.orders.schemas import OrderIn
 from storefront.orders.sealing import seal_address
 from storefront.orders.tasks import send_order_confirmation
@@ -76,6 +76,29 @@ class OrderViewer:
     def customer_id(self) -> uuid.UUID | None:
         """The customer the caller's view is narrowed to; None: the whole shop."""
         return None if self.is_staff else self.principal.user_id
+
+
+async def customer_orders_page(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    limit: int,
+    after: uuid.UUID | None,
+    vault: PersonalDataVault | None = None,
+) -> tuple[list[tuple[OrderViewer, Any, list[Any]]], uuid.UUID | None]:
+    """A page of the caller's own orders in every shop, in id order (the order they were
+    placed in), each with the customer's view of its shop (what it reads next, payments,
+    stays their own even where they are staff), and the id to continue after (None on the
+    last page)."""
+    rows = await customer_rows(
+        session, principal.user_id, limit=limit + 1, after=after, vault=vault
+    )
+    viewers: dict[uuid.UUID, OrderViewer] = {}
+    page = [
+        (viewers.setdefault(row.shop_id, OrderViewer(row.shop_id, principal, False)), row, lines)
+        for row, lines in rows[:limit]
+    ]
+    return page, (rows[limit - 1][0].id if len(rows) > limit else None)
 
 
 class MixedCurrencies(UnprocessableEntity):

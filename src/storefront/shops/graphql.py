@@ -1,4 +1,5 @@
-"""Shops in the GraphQL schema: ``shop(id)``, ``viewer`` (the caller and their shops) and the
+"""Shops in the GraphQL schema: ``shop(id)``, the caller's part of ``Viewer`` (who they are,
+their shops; ``storefront.graphql`` adds their orders and serves ``viewer``) and the
 shop-by-id loader other domains' types resolve through."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Annotated, Any
 
 import strawberry
 
-from storefront.kit.errors import NotFound
+from storefront.identity.service import contact_of
+from storefront.kit.errors import NotFound, Unauthenticated
 from storefront.shops.models import Shop as ShopRow
 from storefront.shops.service import ShopService
 from storefront.web.graphql import (
@@ -23,6 +25,22 @@ from storefront.web.graphql import (
 )
 
 SHOP = LoaderKey[uuid.UUID, ShopRow | None]("shop")
+# a user's (email, display name), opened from the identity service as GET /users/me does
+PROFILE = LoaderKey[uuid.UUID, tuple[str, str] | None]("profile")
+
+
+def profiles_by_id(
+    context: GraphQLContext,
+) -> Callable[[list[uuid.UUID]], Awaitable[Sequence[Any]]]:
+    """The batch behind PROFILE (only ever the caller: one user, one read)."""
+
+    async def load(ids: list[uuid.UUID]) -> list[tuple[str, str] | None]:
+        async with context.reading() as session:
+            return [
+                await contact_of(session, user_id, vault=context.resources.vault) for user_id in ids
+            ]
+
+    return load
 
 
 def shops_by_id(context: GraphQLContext) -> Callable[[list[uuid.UUID]], Awaitable[Sequence[Any]]]:
@@ -72,10 +90,25 @@ class Membership:
     role: Role
 
 
+async def _profile(info: strawberry.Info[GraphQLContext, None], user_id: str) -> tuple[str, str]:
+    profile = await info.context.loader(PROFILE).load(uuid.UUID(user_id))
+    if profile is None:  # erased or deactivated since the token was issued: as GET /users/me
+        raise Unauthenticated("This account is no longer active.")
+    return profile
+
+
 @strawberry.type(description="The signed-in caller.")
 class Viewer:
     id: strawberry.ID
     is_admin: bool = strawberry.field(description="A platform administrator (acts as owner).")
+
+    @strawberry.field(description="The caller's email address (as GET /users/me).")
+    async def email(self, info: strawberry.Info[GraphQLContext, None]) -> str:
+        return (await _profile(info, self.id))[0]
+
+    @strawberry.field(description="The caller's display name (as GET /users/me).")
+    async def display_name(self, info: strawberry.Info[GraphQLContext, None]) -> str:
+        return (await _profile(info, self.id))[1]
 
     @strawberry.field(description="The shops the caller is an owner or staff member of.")
     async def memberships(
@@ -100,11 +133,6 @@ class Viewer:
 
 @strawberry.type
 class ShopQuery:
-    @strawberry.field(description="The caller (an error with code unauthenticated if anonymous).")
-    def viewer(self, info: strawberry.Info[GraphQLContext, None]) -> Viewer:
-        principal = info.context.require_principal()
-        return Viewer(id=strawberry.ID(str(principal.user_id)), is_admin=principal.is_admin)
-
     @strawberry.field(
         description="A shop by id (public, as GET /shops/{id}); none: null and an error with "
         "code not-found."
