@@ -1,7 +1,8 @@
 """`make bench`: start everything on loopback, measure side by side, write a dated report.
 
     .venv/bin/python -m bench.run [--seconds 5] [--connections 8 16 32 64 128 256]
-        [--scenarios bare pk cached uncached me own-orders staff-orders storm open cpu]
+        [--scenarios bare pk cached graphql-product uncached me own-orders staff-orders
+                     graphql-orders storm open cpu]
         [--workers 1 2]
 
 Needs PostgreSQL and Redis (the same local servers as the tests: STOREFRONT_TEST_POSTGRES_URL,
@@ -76,11 +77,25 @@ CLOSED: dict[str, tuple[str, str]] = {
     "bare": ("bare FastAPI (ceiling)", "bare"),
     "pk": ("bare asyncpg PK SELECT (ceiling)", "pk"),
     "cached": ("product GET, cache on", "on"),
+    "graphql-product": ("product query, GraphQL, cache on", "on"),
     "uncached": ("product GET, cache off", "off"),
     "me": ("authenticated one-row read (GET /users/me)", "on"),
     "own-orders": ("customer's order listing", "on"),
     "staff-orders": ("staff order listing", "on"),
+    "graphql-orders": ("staff nested order query, GraphQL", "on"),
 }
+# the GraphQL scenarios beside their REST equivalents: the same product (cached), and a page of
+# 20 orders with what REST's listing holds plus each order's shop, lines' products and payments
+GRAPHQL_PRODUCT = (
+    "query Product($shop: UUID!, $id: UUID!) "
+    "{ product(shopId: $shop, id: $id) { id sku name price stock version } }"
+)
+GRAPHQL_ORDERS = (
+    "query Orders($shop: UUID!) { orders(shopId: $shop, first: 20) { nodes { "
+    "id status total createdAt shop { id name } "
+    "lines { sku quantity unitPrice lineTotal product { id name stock } } "
+    "payments { id status amount } } pageInfo { hasNextPage endCursor } } }"
+)
 SPECIAL = ("storm", "open", "cpu")
 ALL_SCENARIOS = (*CLOSED, *SPECIAL)
 
@@ -383,7 +398,41 @@ def closed_requests(key: str, fx: Fixture, auth: dict[str, dict[str, str]]) -> l
         return [HttpReq("GET", f"{shop}/orders?limit=20", auth["customer"])]
     if key == "staff-orders":
         return [HttpReq("GET", f"{shop}/orders?limit=20", auth["staff"])]
+    if key == "graphql-product":
+        return [
+            graphql_request(GRAPHQL_PRODUCT, {"shop": fx.shop_id, "id": p})
+            for p in hot_products(fx)
+        ]
+    if key == "graphql-orders":
+        return [graphql_request(GRAPHQL_ORDERS, {"shop": fx.shop_id}, auth["staff"])]
     raise ValueError(key)
+
+
+def graphql_request(
+    query: str, variables: dict[str, Any], auth: dict[str, str] | None = None
+) -> HttpReq:
+    """A GraphQL operation as wrk sends it: a POST with a JSON body (from its Lua script)."""
+    return HttpReq(
+        "POST",
+        "/graphql",
+        {"Content-Type": "application/json", **(auth or {})},
+        json.dumps({"query": query, "variables": variables}),
+    )
+
+
+def check_graphql(base: str, reqs: list[HttpReq]) -> None:
+    """Each operation answers data without errors: a GraphQL error is a 200 that wrk would
+    count as a success."""
+
+    async def go() -> None:
+        async with httpx2.AsyncClient(base_url=base, timeout=60) as c:
+            for r in reqs[:3]:
+                answer = await c.post(r.path, content=r.body, headers=r.headers)
+                answer.raise_for_status()
+                if answer.json().get("errors") or not answer.json().get("data"):
+                    raise SystemExit(f"{r.path} answered errors: {answer.text[:500]}")
+
+    asyncio.run(go())
 
 
 def sign_in_requests(fx: Fixture) -> list[HttpReq]:
@@ -685,7 +734,10 @@ def measure(args: argparse.Namespace, database_url: str) -> Results:
                         "staff": bearer(srv.base, fx.staff_email),
                     }
                 for key in keys:
-                    sweep(res, key, workers, srv, closed_requests(key, fx, auth), threads)
+                    reqs = closed_requests(key, fx, auth)
+                    if key.startswith("graphql-"):
+                        check_graphql(srv.base, reqs)
+                    sweep(res, key, workers, srv, reqs, threads)
                 if with_storm:
                     storm(res, fx, workers, srv, threads)
     if "open" in args.scenarios:
