@@ -18,6 +18,7 @@ from rich.console import Console
 
 from storefront.admin_cli import admin_app, secrets_app
 from storefront.audit.cli import audit_app
+from storefront.events_cli import events_app
 from storefront.identity.cli import keys_app
 from storefront.kit.startup import (
     EXIT_CONFIG,
@@ -28,7 +29,6 @@ from storefront.kit.startup import (
 )
 from storefront.migration_head import migrations_dir as migrations_dir  # tests import it from here
 from storefront.privacy.cli import retention_app
-from storefront.sales.cli import events_app
 from storefront.settings import Environment, Settings, get_settings
 from storefront.web.paths import API_PREFIX
 

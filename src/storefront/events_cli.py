@@ -1,5 +1,9 @@
 """``storefront events ...``: rebuild the projections from the stored event stream, and
-write the AsyncAPI document of the events."""
+write the AsyncAPI document of the events.
+
+Beside the other command groups, not in the sales package: importing a domain (its metrics)
+at start-up would run before the command checks PROMETHEUS_MULTIPROC_DIR (decision 0127), so
+the domains are imported when a command runs."""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ from typing import Annotated
 
 import typer
 
-from storefront.events.asyncapi import asyncapi_document
-from storefront.sales import CONSUMERS, rebuild
 from storefront.settings import Settings, get_settings
 
 events_app = typer.Typer(help="Domain events (decision 0140).", no_args_is_help=True)
@@ -18,6 +20,7 @@ events_app = typer.Typer(help="Domain events (decision 0140).", no_args_is_help=
 
 async def replay_database(settings: Settings) -> int:
     from storefront.resources import open_resources
+    from storefront.sales import rebuild
 
     async with open_resources(settings, role="cli") as resources:
         return await rebuild(resources.sessionmaker)
@@ -37,6 +40,9 @@ def asyncapi(
     ] = None,
 ) -> None:
     """The AsyncAPI 3.0 document of the events (docs/asyncapi.json is this, committed)."""
+    from storefront.events.asyncapi import asyncapi_document
+    from storefront.sales import CONSUMERS
+
     document = asyncapi_document(CONSUMERS)
     if output is None:
         typer.echo(document, nl=False)
