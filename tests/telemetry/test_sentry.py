@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import brotli
 import httpx2
 import pytest
 import sentry_sdk
@@ -26,8 +27,13 @@ class _Ingest(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("Content-Encoding") == "gzip":
+        # the SDK compresses with brotli when it is importable (it is: response
+        # compression uses it), with gzip otherwise, as Sentry's ingest accepts both
+        encoding = self.headers.get("Content-Encoding")
+        if encoding == "gzip":
             body = gzip.decompress(body)
+        elif encoding == "br":
+            body = brotli.decompress(body)
         self.envelopes.append((self.path, body))
         self.send_response(200)
         self.send_header("Content-Length", "2")
