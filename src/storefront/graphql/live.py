@@ -31,6 +31,8 @@ logger = logging.getLogger("storefront.graphql")
 CHANNEL = "graphql:events"
 QUEUE_SIZE = 256  # events one subscription may have waiting before it is dropped
 LIVE_DEPENDENCY = "live updates' Redis"
+POLL_SECONDS = 0.5  # the listener's longest read: how soon it sees stop()
+STOP_SECONDS = 3.0  # how long stop() waits for it (twice at most)
 
 
 class SubscriberTooSlow(DomainError):
@@ -60,6 +62,7 @@ class LiveHub:
         self._listener: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.closing = False
+        self._stopping = False
         self.listening = asyncio.Event()  # subscribed to the channel (tests wait on it)
 
     async def start(self) -> None:
@@ -86,11 +89,21 @@ class LiveHub:
                 subscription.queue.put_nowait(None)
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._listener, self._watcher) if t is not None]
+        """Stop listening, bounded: the listener checks a flag between short reads (a
+        cancellation of redis-py's blocking ``pubsub.listen()`` was seen never to finish,
+        hanging the whole shutdown); one still running after the bound is cancelled, and
+        shutdown goes on without waiting for it longer."""
+        self._stopping = True
+        listener, watcher = self._listener, self._watcher
         self._listener = self._watcher = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if watcher is not None:
+            watcher.cancel()  # it only sleeps
+            await asyncio.gather(watcher, return_exceptions=True)
+        if listener is not None:
+            _, pending = await asyncio.wait({listener}, timeout=STOP_SECONDS)
+            if pending:
+                listener.cancel()
+                await asyncio.wait({listener}, timeout=STOP_SECONDS)
         self.complete_all()
 
     async def announce(self, event: CloudEvent) -> None:
@@ -130,15 +143,18 @@ class LiveHub:
     async def _listen(self) -> None:
         assert self.redis is not None  # noqa: S101 - only started with Redis
         backoff = Backoff(0.5, 30.0)
-        while True:
+        while not self._stopping:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 self.listening.set()
                 dependency(LIVE_DEPENDENCY).up()
                 backoff = Backoff(0.5, 30.0)
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
+                while not self._stopping:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=POLL_SECONDS
+                    )
+                    if message is None or message.get("type") != "message":
                         continue
                     try:
                         event = CloudEvent.model_validate_json(message["data"])
