@@ -219,7 +219,10 @@ def _quiet_broker_loss(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
     is the broker's outage, said once by its status line, not a bug."""
     exc = context.get("exception")
     if exc is not None and _is_broker_loss(exc):
-        dependency("broker").down(f"connection lost ({type(exc).__name__}); redelivering")
+        # reported when the dead task is collected, often after the connection is back: the
+        # loss itself was said when the connection dropped (the filters above), so a late
+        # report must not start a second outage in the log (nor end one)
+        logger.debug("a job's acknowledgement was lost with the broker connection (%r)", exc)
         return
     loop.default_exception_handler(context)
 
