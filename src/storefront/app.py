@@ -14,6 +14,7 @@ from storefront.catalog.routes import router as catalog_router
 from storefront.catalog.routes_v2 import router as catalog_v2_router
 from storefront.events import EventBus
 from storefront.graphql import graphql_router
+from storefront.graphql.ide import install_graphiql
 from storefront.graphql.live import LiveHub, live_consumer
 from storefront.identity.routes import jwks_router
 from storefront.identity.routes import router as identity_router
@@ -174,6 +175,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_v2.include_router(router)
     app.include_router(api_v2)
     app.include_router(graphql_router(settings))  # /graphql (decision 0145)
+    if settings.graphql_introspection:
+        install_graphiql(app)  # GraphiQL's own assets (decision 0166)
     app.include_router(jwks_router)
     app.include_router(health.router)
 

@@ -89,26 +89,36 @@ def cost_of(document_definitions: Any) -> dict[str, int]:
     }
 
 
+# introspection spells a type's wrappers (non-null, list) as a chain of `ofType` fields:
+# GraphiQL's schema query nests them 8 deep. A chain up to this long adds no depth, so the
+# depth limit bounds the selections that fan out, not how a type is spelled; past it,
+# every `ofType` counts again.
+MAX_FREE_WRAPPING = 10
+
+
 def _depth_and_aliases(
     selections: SelectionSetNode | None,
     fragments: dict[str, FragmentDefinitionNode],
     seen: frozenset[str],
+    wrapping: int = 0,
 ) -> tuple[int, int]:
     """The nesting depth of a selection set and the aliases in it (fragments expanded, a
-    cycle not followed)."""
+    cycle not followed; ``wrapping``: the run of `ofType` fields it is nested in)."""
     if selections is None:
         return 0, 0
     depth = aliases = 0
     for selection in selections.selections:
         if isinstance(selection, FieldNode):
+            run = wrapping + 1 if selection.name.value == "ofType" else 0
             child_depth, child_aliases = _depth_and_aliases(
-                selection.selection_set, fragments, seen
+                selection.selection_set, fragments, seen, run
             )
-            depth = max(depth, 1 + child_depth)
+            level = 0 if 0 < run <= MAX_FREE_WRAPPING else 1
+            depth = max(depth, level + child_depth)
             aliases += child_aliases + (selection.alias is not None)
         elif isinstance(selection, InlineFragmentNode):
             child_depth, child_aliases = _depth_and_aliases(
-                selection.selection_set, fragments, seen
+                selection.selection_set, fragments, seen, wrapping
             )
             depth, aliases = max(depth, child_depth), aliases + child_aliases
         elif isinstance(selection, FragmentSpreadNode):
@@ -116,7 +126,7 @@ def _depth_and_aliases(
             fragment = fragments.get(name)
             if fragment is not None and name not in seen:
                 child_depth, child_aliases = _depth_and_aliases(
-                    fragment.selection_set, fragments, seen | {name}
+                    fragment.selection_set, fragments, seen | {name}, wrapping
                 )
                 depth, aliases = max(depth, child_depth), aliases + child_aliases
     return depth, aliases

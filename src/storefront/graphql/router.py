@@ -11,12 +11,14 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.types.unset import UNSET, UnsetType
 
 from storefront.auth.principal import Principal
+from storefront.graphql.ide import graphiql_html
 from storefront.graphql.live import LiveHub
 from storefront.graphql.schema import BATCHES, build_schema
 from storefront.identity.deps import _principal
@@ -95,6 +97,10 @@ class StorefrontGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
             if isinstance(context, GraphQLContext) and context.connection_user is not None:
                 self.slots.give_back(context.connection_user)
                 context.connection_user = None
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        """GraphiQL from this origin's own assets (graphql/ide.py), not strawberry's CDN page."""
+        return HTMLResponse(graphiql_html())
 
     async def on_ws_connect(self, context: GraphQLContext) -> UnsetType | dict[str, Any] | None:
         """A WebSocket's caller: ``{"Authorization": "Bearer <access token>"}`` in the

@@ -18,6 +18,16 @@ DOCS_CSP = (
     "form-action 'self'"
 )
 DOCS_PREFIXES = ("/docs", "/static/docs")
+# GraphiQL (graphql/ide.py): its page (the HTML answer of /graphql) and its assets. Scripts
+# and styles from this origin only, no inline script; fonts are data: URLs inside GraphiQL's
+# stylesheet; fetch and the subscriptions' WebSocket go to this origin.
+GRAPHIQL_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; font-src data:; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'none'"
+)
+GRAPHIQL_PREFIX = "/static/graphiql"
+GRAPHIQL_PAGE = "/graphql"
 
 
 class RequestIdMiddleware:
@@ -51,13 +61,21 @@ class RequestIdMiddleware:
 DEFAULT_HSTS_SECONDS = 63072000
 
 
+def _csp(path: str) -> str:
+    if path.startswith(DOCS_PREFIXES):
+        return DOCS_CSP
+    if path.startswith(GRAPHIQL_PREFIX):
+        return GRAPHIQL_CSP
+    return API_CSP
+
+
 def security_headers(path: str, *, hsts_seconds: int = DEFAULT_HSTS_SECONDS) -> dict[str, str]:
     """The baseline headers for a response to ``path`` (also used for 500s, which Starlette
     sends from outside every user middleware)."""
     return {
         "Strict-Transport-Security": f"max-age={hsts_seconds}; includeSubDomains",
         "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": DOCS_CSP if path.startswith(DOCS_PREFIXES) else API_CSP,
+        "Content-Security-Policy": _csp(path),
         "Referrer-Policy": "no-referrer",
         "Cross-Origin-Resource-Policy": "same-origin",
         "X-Frame-Options": "DENY",
@@ -68,23 +86,38 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, hsts_seconds: int = DEFAULT_HSTS_SECONDS) -> None:
         self.app = app
         self.hsts_seconds = hsts_seconds
-        # encoded once: the two variants (API, docs) differ only in their CSP
+        # encoded once: the variants (API, docs, GraphiQL) differ only in their CSP
         self._api = _encoded(security_headers("/", hsts_seconds=hsts_seconds))
         self._docs = _encoded(security_headers(DOCS_PREFIXES[0], hsts_seconds=hsts_seconds))
+        self._graphiql = _encoded(security_headers(GRAPHIQL_PREFIX, hsts_seconds=hsts_seconds))
         self._replaced = frozenset(name for name, _ in self._api) | {b"server"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        baseline = self._docs if scope["path"].startswith(DOCS_PREFIXES) else self._api
+        path = scope["path"]
+        if path.startswith(DOCS_PREFIXES):
+            baseline = self._docs
+        elif path.startswith(GRAPHIQL_PREFIX):
+            baseline = self._graphiql
+        else:
+            baseline = self._api
         replaced = self._replaced
+        # /graphql answers JSON to clients and GraphiQL's HTML page to a browser
+        graphiql_page = path == GRAPHIQL_PAGE
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # ours win over any the app set; no Server header
-                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in replaced]
-                message["headers"] = kept + baseline
+                headers = message.get("headers", ())
+                kept = [(k, v) for k, v in headers if k.lower() not in replaced]
+                chosen = baseline
+                if graphiql_page and any(
+                    k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers
+                ):
+                    chosen = self._graphiql
+                message["headers"] = kept + chosen
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
