@@ -104,7 +104,11 @@ def run_offline() -> None:
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
         render_as_batch=_url().startswith("sqlite"),
+        # as online: one transaction per revision (what `make migration-lint` reads per revision)
+        transaction_per_migration=True,
     )
+    if _url().startswith("postgresql"):
+        context.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")  # as online (_run_sync)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -16,6 +16,16 @@ The downgrade decrypts back into plaintext columns; an erased user (data key des
 comes back with a placeholder address ``erased-<id>@invalid`` and no order addresses.
 """
 
+# squawk-exempt: require-statement-timeout -- reviewed 2026-12-07: applied in the field before the
+#   template set statement_timeout; kept as shipped, not rewritten (its statements create new
+#   tables or touch small ones; env.py sets lock_timeout)
+# squawk-exempt: ban-drop-column, ban-drop-constraint, adding-not-nullable-field -- reviewed
+#   2026-12-07: the known mistake (expand and contract in one revision, so N-1 code broke);
+#   applied in the field, kept as history; today it would be three revisions (docs/migrations.md)
+# squawk-exempt: constraint-missing-not-valid, disallowed-unique-constraint -- reviewed
+#   2026-12-07: uq_users_email_index built under ACCESS EXCLUSIVE on users, applied in the field;
+#   a new unique key is built CONCURRENTLY first, then attached (docs/migrations.md)
+
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -113,7 +123,10 @@ def upgrade() -> None:
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.add_column(sa.Column("shipping_address_sealed", sa.Text(), nullable=True))
 
-    _seal_existing_rows(op.get_bind())
+    if context.is_offline_mode():  # SQL rendered for the linter: rows are sealed in Python
+        op.execute("-- data step: existing users and orders are sealed here (Python, online only)")
+    else:
+        _seal_existing_rows(op.get_bind())
 
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_constraint("uq_users_email", type_="unique")

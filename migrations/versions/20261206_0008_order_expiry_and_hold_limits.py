@@ -24,6 +24,13 @@ downgrade must really undo the upgrade (the stairway test runs both).
   a cancelled order means) before the old CHECK returns.
 """
 
+# squawk-exempt: require-statement-timeout -- reviewed 2026-12-07: applied in the field before the
+#   template set statement_timeout; kept as shipped, not rewritten (its statements create new
+#   tables or touch small ones; env.py sets lock_timeout)
+# squawk-exempt: ban-drop-constraint, constraint-missing-not-valid -- reviewed 2026-12-07:
+#   ck_orders_status replaced by a wider check (old code writes a subset of its values); the
+#   VALIDATE scans orders in the same transaction (applied in the field; today: a later revision)
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa

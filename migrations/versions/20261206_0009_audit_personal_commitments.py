@@ -30,11 +30,15 @@ downgrade must really undo the upgrade (the stairway test runs both).
   columns go, the strict trigger function returns.
 """
 
+# squawk-exempt: require-statement-timeout -- reviewed 2026-12-07: applied in the field before the
+#   template set statement_timeout; kept as shipped, not rewritten (its statements create new
+#   tables or touch small ones; env.py sets lock_timeout)
+
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 from storefront.auditlog.chain import (
     APPEND_LOCK_KEY,
@@ -190,7 +194,10 @@ def upgrade() -> None:
         op.execute(sa.text(f"SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})"))
         op.execute("LOCK TABLE audit_events IN EXCLUSIVE MODE")
         op.execute("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update_delete")
-        _backfill()
+        if context.is_offline_mode():  # SQL rendered for the linter: the rows are Python's
+            op.execute("-- data step: existing events get their commitments here (online only)")
+        else:
+            _backfill()
         op.execute("ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update_delete")
         op.execute(ALLOW_ERASURE)
         with op.get_context().autocommit_block():

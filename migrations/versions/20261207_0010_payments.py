@@ -13,6 +13,10 @@ deploy. ``uq_payments_order_id_live`` is what keeps one order from being charged
 most one processing or succeeded payment per order (decision record 0137).
 """
 
+# squawk-exempt: require-statement-timeout -- reviewed 2026-12-07: applied in the field before the
+#   template set statement_timeout; kept as shipped, not rewritten (its statements create new
+#   tables or touch small ones; env.py sets lock_timeout)
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
