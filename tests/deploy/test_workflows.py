@@ -1,0 +1,83 @@
+"""The GitHub Actions workflows (decision 0164): every action pinned by a full commit digest,
+least privilege by default, and the same make targets .ci/run uses, so the two never drift."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def load(path: Path) -> dict[str, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the key `on` as True
+    return {("on" if key is True else str(key)): value for key, value in loaded.items()}
+
+
+def test_there_are_the_three_pipelines() -> None:
+    triggers = {path.name: load(path)["on"] for path in WORKFLOWS}
+    assert "pull_request" in triggers["pull-request.yml"]
+    assert triggers["main.yml"]["push"]["branches"] == ["main"]
+    assert "schedule" in triggers["benchmark.yml"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_action_is_pinned_by_commit_digest(path: Path) -> None:
+    for step in steps(load(path)):
+        if "uses" in step:
+            assert PINNED.match(step["uses"]), f"{path.name}: {step['uses']} is not pinned"
+    # and the release each digest is, for the reader and for updates
+    for line in path.read_text().splitlines():
+        if "uses:" in line:
+            assert re.search(r"@[0-9a-f]{40} # v\d+(\.\d+)*$", line), line
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_default_permissions_are_read_only(path: Path) -> None:
+    assert load(path)["permissions"] == {"contents": "read"}
+
+
+def test_pull_requests_run_the_make_targets_ci_runs() -> None:
+    runs = " ".join(
+        step.get("run", "") for step in steps(load(ROOT / ".github/workflows/pull-request.yml"))
+    )
+    for target in ("lint", "test", "security", "api-contract", "migration-lint", "deploy-check"):
+        assert f"make {target}" in runs, target
+    ci = (ROOT / ".ci" / "run").read_text()
+    for target in ("lint", "test", "security", "api-contract", "deploy-check"):
+        assert f"make {target}" in ci, target
+    assert "pip-audit" in runs
+    assert "osv" in runs
+
+
+def test_main_builds_signs_and_updates_the_gitops_overlay() -> None:
+    workflow = load(ROOT / ".github/workflows/main.yml")
+    runs = " ".join(step.get("run", "") for step in steps(workflow))
+    assert "make image" in runs
+    assert "cosign sign --yes" in runs
+    assert "cosign attest --yes --type cyclonedx" in runs
+    assert "kustomize edit set image" in runs
+    assert workflow["jobs"]["image"]["permissions"]["id-token"] == "write"
+    # the name CI rewrites is the one the overlays use
+    for overlay in ("dev", "prod"):
+        text = (ROOT / "deploy/k8s/overlays" / overlay / "kustomization.yaml").read_text()
+        assert "- name: ghcr.io/storefront/storefront" in text
+    assert "ghcr.io/storefront/storefront=" in runs
+
+
+def test_the_schedule_runs_the_bench_gate() -> None:
+    runs = " ".join(
+        step.get("run", "") for step in steps(load(ROOT / ".github/workflows/benchmark.yml"))
+    )
+    assert "make bench-gate" in runs
