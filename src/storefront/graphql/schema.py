@@ -19,6 +19,7 @@ from storefront.graphql.errors import ProblemErrors
 from storefront.graphql.limits import CostCharge, QuerySizeLimit, document_limits_rule
 from storefront.graphql.observability import OperationTelemetry
 from storefront.graphql.persisted import PersistedQueries
+from storefront.graphql.storable import StorableStrings
 from storefront.orders import graphql as orders
 from storefront.payments import graphql as payments
 from storefront.settings import GraphQLSettings
@@ -108,6 +109,9 @@ def build_schema(
                 anonymous_rate=anonymous_rate,
             )
         )
+    # last, so that its check after validation runs first: an operation holding text the
+    # database cannot store is refused before it is charged or run (decision 0095)
+    extensions.append(StorableStrings)
     # factories: a fresh extension per operation
     return StorefrontSchema(
         query=Query,
