@@ -5,21 +5,28 @@ GraphiQL where introspection is on."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from datetime import timedelta
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from storefront.auth.principal import Principal
+from storefront.cache import Entry, make_entry
 from storefront.graphql.ide import graphiql_html
 from storefront.graphql.live import LiveHub
+from storefront.graphql.persisted import registered
+from storefront.graphql.public_cache import PublicQueryCache
 from storefront.graphql.schema import BATCHES, build_schema
 from storefront.identity.deps import _principal
 from storefront.kit.errors import DomainError
@@ -28,6 +35,7 @@ from storefront.settings import Settings
 from storefront.web.graphql import GraphQLContext
 
 PATH = "/graphql"
+logger = logging.getLogger(__name__)
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 10
 
 
@@ -84,10 +92,83 @@ class ConnectionSlots:
             del self.open[user_id]
 
 
+class _NotFiled(Exception):
+    """An answer that may not be filed in the cache (it has errors), passed back as is."""
+
+    def __init__(self, result: ExecutionResult) -> None:
+        self.result = result
+
+
+def _persisted_text(data: GraphQLRequestData) -> str | None:
+    """The document of a request: its text, or the registered one its hash names."""
+    extensions = data.extensions
+    persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+    wanted = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
+    if not isinstance(wanted, str):
+        return data.query
+    text = registered().get(wanted)
+    # a mismatch or an unknown hash is the persisted-query extension's to refuse
+    return text if data.query in (None, text) else None
+
+
 class StorefrontGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
     def __init__(self, *args: Any, connections_per_user: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.slots = ConnectionSlots(connections_per_user)
+        self.public = PublicQueryCache()
+
+    async def execute_single(
+        self,
+        request: Any,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Any,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """An anonymous public catalog query is answered from the response cache, under the
+        tags REST's cached reads use (graphql/public_cache.py, decision 0167)."""
+
+        async def run() -> ExecutionResult:
+            return await super(StorefrontGraphQLRouter, self).execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+
+        query = _persisted_text(request_data)
+        filing = (
+            None
+            if query is None or not isinstance(context, GraphQLContext) or context.principal
+            else self.public.key_and_tags(
+                query, request_data.variables, request_data.operation_name
+            )
+        )
+        if filing is None:
+            return await run()
+        key, tags = filing
+
+        ran = False
+
+        async def compute() -> Entry:
+            nonlocal ran
+            ran = True
+            result = await run()
+            if result.errors or result.extensions or result.data is None:
+                raise _NotFiled(result)
+            return make_entry(orjson.dumps(result.data))
+
+        try:
+            entry, _source = await context.resources.cache.get_or_compute(
+                "graphql", key, tags, compute
+            )
+        except _NotFiled as refused:
+            return refused.result
+        except Exception:
+            if ran:  # the operation's own failure (strawberry's 400s): as without the cache
+                raise
+            # the cache failed before running anything: answer without it
+            logger.warning("graphql: the response cache failed; answering uncached", exc_info=True)
+            return await run()
+        return ExecutionResult(data=orjson.loads(entry.body), errors=None)
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         try:
