@@ -1,7 +1,8 @@
 """GraphQL errors as the REST problems are: a domain error becomes a GraphQL error whose
 ``extensions.code`` is its RFC 9457 slug (``not-found``, ``forbidden``,
 ``precondition-failed`` ...), input that fails the domain's schemas ``validation-error``,
-and anything unexpected ``internal-error`` with no detail (logged and sent to Sentry, never
+a dependency that is away ``unavailable`` (as REST's 503), and anything unexpected
+``internal-error`` with no detail (logged and sent to Sentry, never
 a stack trace to the client)."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from graphql.error import GraphQLError
 from pydantic import ValidationError
 from strawberry.extensions import MaskErrors
 
+from storefront.infra.availability import MISSING_SCHEMA, dependency, unavailable_reason
+from storefront.infra.discovery import RETRY_AFTER_SECONDS
 from storefront.kit.errors import DomainError
 from storefront.telemetry import sentry
 
@@ -46,6 +49,9 @@ def _extensions(error: GraphQLError, operation: str | None) -> tuple[str, dict[s
     if isinstance(original, ValueError) and error.path is None:
         # a scalar's parser refusing a variable's value (Money, DateTime)
         return error.message, {"code": "bad-request"}
+    unavailable = _unavailable(original)
+    if unavailable is not None:
+        return unavailable
     logger.error(
         "unhandled error in GraphQL operation %s at %s",
         operation or "(anonymous)",
@@ -62,6 +68,30 @@ def _extensions(error: GraphQLError, operation: str | None) -> tuple[str, dict[s
     return "The server failed to handle this request; it has been logged.", {
         "code": "internal-error",
         "status": 500,
+    }
+
+
+def _unavailable(original: BaseException) -> tuple[str, dict[str, Any]] | None:
+    """A dependency that is away (the database unreachable, out of pooled connections or
+    not migrated; Redis down) is REST's 503 ``unavailable`` with a retry delay, not an
+    internal error: no traceback, logged once per change of state (decision 0110). A
+    missing table or column counts only while this process already knows the database is
+    not ready (its readiness monitor checks the schema revision): against a migrated
+    database it is a bug, logged as one."""
+    found = unavailable_reason(original)
+    if found is None:
+        return None
+    name, reason = found
+    status = dependency(name)
+    if reason.startswith(MISSING_SCHEMA):
+        if status.is_up:
+            return None
+    else:
+        status.down(reason)
+    return f"A service this request needs ({name}) is unavailable; retry later.", {
+        "code": "unavailable",
+        "status": 503,
+        "retry_after": RETRY_AFTER_SECONDS,
     }
 
 
