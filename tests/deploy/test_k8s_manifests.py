@@ -15,6 +15,7 @@ import yaml  # type: ignore[import-untyped]
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from storefront.settings import Settings
+from storefront.telemetry.metrics import HTTP_REQUESTS
 from tests.deploy.conftest import K8S, Resource, load_all, of_kind, one
 
 WORKLOADS = ("Deployment", "Job")
@@ -215,6 +216,10 @@ def test_hpa_scales_on_cpu_and_the_adapters_request_rate(rendered: list[Resource
     metric = kinds["Pods"]["pods"]["metric"]["name"]
     adapter = yaml.safe_load((K8S / "prometheus-adapter" / "rules.yaml").read_text())
     assert [rule["name"]["as"] for rule in adapter["rules"]["custom"]] == [metric]
+    # the adapter reads the counter the app exports (prometheus-client adds _total)
+    (family,) = HTTP_REQUESTS.describe()
+    (rule,) = adapter["rules"]["custom"]
+    assert rule["seriesQuery"].startswith(f"{family.name}_total{{")
     assert hpa["spec"]["minReplicas"] >= 1
     assert of_kind(rendered, "PodDisruptionBudget")
 
