@@ -46,6 +46,17 @@ class DatabaseSettings(BaseModel):
     pool_pre_ping: bool = False
     statement_timeout_ms: int = Field(default=5000, ge=0, description="PostgreSQL only; 0 = off")
     echo: bool = False
+    # the read replica's pool (STOREFRONT_DATABASE_REPLICA_URL), beside the primary's
+    replica_pool_size: int = Field(default=10, ge=1, le=200)
+    replica_max_overflow: int = Field(default=5, ge=0, le=200)
+    # above either, reads go to the primary until the replica has caught up (docs/replica.md)
+    replica_max_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    replica_max_lag_seconds: float = Field(default=5.0, ge=0)
+    # how often the replica's lag is measured (0: only on /healthz; tests)
+    replica_check_interval_seconds: float = Field(default=1.0, ge=0)
+    # read-your-writes: after a write, this principal's reads wait for the replica to have
+    # replayed it (or go to the primary) for this long; the Storefront-LSN header lasts forever
+    read_your_writes_seconds: float = Field(default=30.0, ge=0, le=3600)
 
 
 class AuthSettings(BaseModel):
@@ -553,6 +564,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     graceful_shutdown_seconds: int = Field(default=20, ge=0)
     database_url: str = "sqlite+aiosqlite:///./var/storefront.db"
+    # a streaming replica of database_url (PostgreSQL): read-only work reads there (0150)
+    database_replica_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = Field(default="storefront:", min_length=1, max_length=64)
     # names this installation wherever it shares a broker or Redis with others: unless set
@@ -683,6 +696,26 @@ class Settings(BaseSettings):
         from storefront.kit.db import normalise_database_url
 
         return normalise_database_url(value)
+
+    @field_validator("database_replica_url")
+    @classmethod
+    def _replica_driver(cls, value: str | None) -> str | None:
+        from storefront.kit.db import normalise_database_url
+
+        if value is None or not value.strip():
+            return None
+        url = normalise_database_url(value)
+        if not url.startswith("postgresql"):
+            raise ValueError("STOREFRONT_DATABASE_REPLICA_URL must be a PostgreSQL URL")
+        return url
+
+    @model_validator(mode="after")
+    def _replica_needs_postgres(self) -> Self:
+        if self.database_replica_url is not None and not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                "STOREFRONT_DATABASE_REPLICA_URL needs a PostgreSQL STOREFRONT_DATABASE_URL"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_wildcard_with_credentials(self) -> Self:

@@ -21,6 +21,7 @@ from storefront.cache import Entry, make_entry
 from storefront.catalog.models import Product, ProductStatus
 from storefront.catalog.schemas import MAX_CATEGORY_LENGTH, MAX_SEARCH_LENGTH, ProductOut
 from storefront.catalog.service import CatalogService, catalog_tag, product_tag
+from storefront.kit.db import ReadSession
 from storefront.kit.errors import NotFound
 from storefront.resources import Resources
 from storefront.shops.service import ShopService, shop_tag
@@ -50,20 +51,19 @@ class CatalogReads:
         self.resources = resources
         self.shop_id = shop_id
 
+    async def _read(self) -> ReadSession:
+        """A read session for a shared cache fill: it waits for this process's newest write
+        (what invalidated the entry), so a fill never stores what that write replaced."""
+        reads = self.resources.reads
+        return await reads.session(min_lsn=reads.high_water)
+
     async def product(self, product_id: uuid.UUID) -> tuple[Entry, str]:
         async def compute() -> Entry:
-            engine = self.resources.engine
-            if engine.dialect.name != "postgresql":
-                async with self.resources.sessionmaker() as session:
-                    product = await CatalogService(session, self.shop_id, self.resources.cache).get(
-                        product_id
-                    )
-                    return make_entry(ProductOut.model_validate(product).model_dump_json().encode())
-            # one statement on an autocommit connection: no BEGIN/ROLLBACK round trips, no
-            # ORM identity map; the same row, columns and types (decision 0060)
-            async with engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                result = await conn.execute(
+            # one Core statement on a read session (on PostgreSQL autocommit: no BEGIN or
+            # ROLLBACK round trips; no ORM identity map), on the replica when it can serve
+            # (decision 0150); the same row, columns and types (decision 0060)
+            async with await self._read() as session:
+                result = await session.execute(
                     _ACTIVE_PRODUCT, {"product_id": product_id, "shop_id": self.shop_id}
                 )
                 row = result.mappings().first()
@@ -84,7 +84,7 @@ class CatalogReads:
         """One page; ``meta["next_cursor"]`` is set when there is a next page."""
 
         async def compute() -> Entry:
-            async with self.resources.sessionmaker() as session:
+            async with await self._read() as session:
                 await ShopService(session).get(self.shop_id)
                 items, last = await CatalogService(
                     session, self.shop_id, self.resources.cache
@@ -112,7 +112,7 @@ class CatalogReads:
 
     async def summary(self) -> tuple[Entry, str]:
         async def compute() -> Entry:
-            async with self.resources.sessionmaker() as session:
+            async with await self._read() as session:
                 await ShopService(session).get(self.shop_id)
                 summary = await CatalogService(
                     session, self.shop_id, self.resources.cache

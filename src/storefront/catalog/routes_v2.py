@@ -18,7 +18,7 @@ from storefront.identity.deps import OptionalPrincipal
 from storefront.kit.inputs import STORABLE
 from storefront.kit.money import money
 from storefront.shops.service import ShopService
-from storefront.web.deps import ResourcesDep, SessionDep
+from storefront.web.deps import ReadSessionDep, ResourcesDep, SessionDep
 from storefront.web.hal import (
     ARCHIVE,
     SHOP,
@@ -107,7 +107,7 @@ async def list_products(
     shop_id: uuid.UUID,
     request: Request,
     principal: OptionalPrincipal,
-    session: SessionDep,
+    session: ReadSessionDep,
     resources: ResourcesDep,
     params: PageParamsV2Dep,
     media_type: Accepted,
@@ -144,7 +144,7 @@ async def get_product(
     shop_id: uuid.UUID,
     product_id: uuid.UUID,
     principal: OptionalPrincipal,
-    session: SessionDep,
+    session: ReadSessionDep,
     resources: ResourcesDep,
     media_type: Accepted,
 ) -> Response:

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NewType, TypeVar, cast
 
 import anyio
 import uuid6
@@ -136,6 +136,13 @@ def create_engine(
     server_settings = {"application_name": application_name}
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
+    connect_args: dict[str, Any] = {"server_settings": server_settings}
+    if url.query.get("prepared_statement_cache_size") == "0":
+        # PgBouncer in transaction mode (docs/replica.md): each transaction may run on another
+        # server connection, so no statement is cached per connection, and the ones asyncpg
+        # prepares get names no other client's can collide with
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
     engine = create_async_engine(
         url,
         echo=echo,
@@ -144,10 +151,31 @@ def create_engine(
         pool_timeout=pool_timeout,
         pool_recycle=pool_recycle,
         pool_pre_ping=pool_pre_ping,
-        connect_args={"server_settings": server_settings},
+        connect_args=connect_args,
     )
+    if "statement_cache_size" in connect_args:
+        _POOLED_PER_TRANSACTION.add(engine.sync_engine)
     _discard_closed_connections(engine)
     return engine
+
+
+# engines behind PgBouncer in transaction mode: asyncpg prepares every statement (Parse) and
+# then executes it (Bind) in separate exchanges, which outside a transaction PgBouncer may
+# send to two different server connections ("prepared statement ... does not exist"), so
+# their reads run in a (read-only) transaction instead of autocommit
+_POOLED_PER_TRANSACTION: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` for reads that need no transaction: autocommit on PostgreSQL (each
+    statement its only round trip), except behind PgBouncer in transaction mode (above)."""
+    if engine.sync_engine in _POOLED_PER_TRANSACTION:
+        return engine.execution_options(postgresql_readonly=True)
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _unique_statement_name() -> str:
+    return f"__storefront_{uuid.uuid4().hex}__"
 
 
 def _discard_closed_connections(engine: AsyncEngine) -> None:
@@ -233,11 +261,20 @@ def read_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncSession
     bind = _READ_BINDS.get(engine)
     if bind is None:
         if engine.dialect.name == "postgresql":
-            bind = engine.execution_options(isolation_level="AUTOCOMMIT")
+            bind = autocommit(engine)
         else:
             bind = engine.execution_options(**{READ_ONLY_OPTION: True})
         _READ_BINDS[engine] = bind
     return sessionmaker(bind=bind)
+
+
+# The two kinds of session a piece of code may ask for (decision 0150), told apart by mypy:
+# a ``ReadSession`` may be on the read replica (it never writes; what it reads may be a
+# little behind, never behind this client's own writes), a ``WriteSession`` is always on the
+# primary, in one transaction, and what it reads is current. Code that writes takes a
+# ``WriteSession``; a ``ReadSession`` is never accepted where one is asked for.
+ReadSession = NewType("ReadSession", AsyncSession)
+WriteSession = NewType("WriteSession", AsyncSession)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

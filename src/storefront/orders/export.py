@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from storefront.infra.replica import ReadRouter
 from storefront.kit.csv_safe import SafeCsvWriter
-from storefront.kit.db import snapshot_session
 from storefront.orders.models import OrderStatus
 from storefront.orders.repository import ExportBatch, OrderRepository
 from storefront.orders.schemas import AddressIn
@@ -149,10 +149,14 @@ class OrderExport:
 
     async def stream(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        reads: ReadRouter,
         *,
+        min_lsn: Callable[[], int] = lambda: 0,
         batch_size: int | None = None,
     ) -> AsyncGenerator[bytes, None]:
+        """The export, read in one snapshot on the read replica when it has replayed
+        ``min_lsn()`` (asked when the stream starts: the request's own write has committed
+        by then), else on the primary (decision 0150)."""
         encode: Callable[[Batch], bytes]
         if self.media_type == CSV:
             encoder = CsvEncoder()
@@ -160,7 +164,7 @@ class OrderExport:
             yield encoder.header()
         else:
             encode = ndjson_batch
-        session = snapshot_session(sessionmaker)
+        session = await reads.session(min_lsn=min_lsn(), snapshot=True)
         try:
             repo = OrderRepository(session, self.shop_id, customer_id=self.customer_id)
             batches = repo.stream_batches(

@@ -16,7 +16,7 @@ from storefront.orders.models import OrderStatus
 from storefront.orders.schemas import OrderIn, OrderOut
 from storefront.orders.serialise import order_json, orders_out, orders_page_json
 from storefront.orders.service import OrderService
-from storefront.web.deps import ResourcesDep, SessionDep
+from storefront.web.deps import ResourcesDep, SessionDep, read_after
 from storefront.web.idempotency import require_key, stored_response
 from storefront.web.pagination import Page, PageParamsDep, encode_cursor, set_next_link
 from storefront.web.paths import API_PREFIX
@@ -110,7 +110,7 @@ async def list_orders(
         # the stream reads on a session of its own: this request's session (SessionDep) has
         # committed and closed before the first byte is sent
         return ClosingStreamingResponse(
-            export.stream(resources.sessionmaker),
+            export.stream(resources.reads, min_lsn=lambda: read_after(request, resources.reads)),
             media_type=media_type,
             headers={
                 "Cache-Control": "no-store",

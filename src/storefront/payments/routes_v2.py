@@ -28,7 +28,7 @@ from storefront.orders.service import OrderService, OrderViewer
 from storefront.payments.auth import OrderCanceller, OrderPayer, PaymentsReader
 from storefront.payments.schemas import PaymentIn
 from storefront.payments.service import PaymentService
-from storefront.web.deps import ResourcesDep, SessionDep
+from storefront.web.deps import ResourcesDep, SessionDep, read_after
 from storefront.web.hal import (
     OFFERS,
     ORDER,
@@ -236,7 +236,7 @@ async def list_orders(
         ).export(viewer, media_type=media_type, status=status_filter, after=params.after)
         # read on a session of its own once this request's has closed, as v1's
         return ClosingStreamingResponse(
-            export.stream(resources.sessionmaker),
+            export.stream(resources.reads, min_lsn=lambda: read_after(request, resources.reads)),
             media_type=media_type,
             headers={
                 "Cache-Control": NO_STORE,

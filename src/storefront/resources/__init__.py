@@ -28,6 +28,7 @@ from storefront.infra.mail import Mailer
 from storefront.infra.outbound import OutboundClient
 from storefront.infra.ratelimit import DistributedRateLimiter
 from storefront.infra.redis import create_redis
+from storefront.infra.replica import ReadRouter
 from storefront.infra.stripe_client import StripeConnection, build_stripe
 from storefront.jobs.queue import Job, JobQueue, OutboxConfig, build_job_queue
 from storefront.kit.client_address import Network, parse_networks
@@ -38,6 +39,7 @@ from storefront.migration_head import head_revision
 from storefront.resilience import Resilience
 from storefront.resources.instrument import instrument_resources
 from storefront.settings import Settings
+from storefront.telemetry import metrics
 from storefront.vault import PersonalDataVault
 from storefront.vault.config import build_vault
 
@@ -65,6 +67,8 @@ class Resources:
     settings: Settings  # the configuration they were opened from
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # read sessions: on the replica when one is configured and usable, else the primary (0150)
+    reads: ReadRouter
     passwords: PasswordHasher
     tokens: TokenService
     idempotency: IdempotencyStore
@@ -124,6 +128,10 @@ async def open_resources(
         stack.push_async_callback(cache.aclose)
         vault = build_vault(settings)  # fails fast on unusable master keys
         sessionmaker = create_sessionmaker(engine)
+        reads = build_read_router(settings, sessionmaker)
+        replica_engine = reads.replica_engine
+        if replica_engine is not None:
+            stack.push_async_callback(replica_engine.dispose)
         auth = settings.auth
         security = build_security_kit(auth, sessionmaker, redis, settings.redis_prefix)
         if role == "api":
@@ -145,6 +153,7 @@ async def open_resources(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
+            reads=reads,
             passwords=passwords,
             tokens=TokenService(
                 keys=security.keys.ring,
@@ -179,6 +188,13 @@ async def open_resources(
             await queue.startup(resources)  # the broker (in-process when no URL is set)
         if observability is not None:
             instrument_resources(observability, engine=engine, redis=redis, jobs=queue, http=http)
+            if replica_engine is not None and observability.metrics_enabled:
+                metrics.instrument_engine(replica_engine, pool_name="replica")
+        if replica_engine is not None:
+            await reads.check()  # the first verdict before serving: reads use it at once
+            if role != "cli":
+                reads.start()
+                stack.push_async_callback(reads.stop)
         yield resources
 
 
@@ -193,6 +209,33 @@ def build_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=db.pool_pre_ping,
         statement_timeout_ms=db.statement_timeout_ms,
         echo=db.echo,
+    )
+
+
+def build_read_router(settings: Settings, primary: async_sessionmaker[AsyncSession]) -> ReadRouter:
+    """Read sessions on the replica at STOREFRONT_DATABASE_REPLICA_URL (its own pool), or on
+    the primary when none is set (decision 0150)."""
+    db = settings.database
+    replica = None
+    if settings.database_replica_url is not None:
+        replica = create_engine(
+            settings.database_replica_url,
+            pool_size=db.replica_pool_size,
+            max_overflow=db.replica_max_overflow,
+            pool_timeout=db.pool_timeout_seconds,
+            pool_recycle=db.pool_recycle_seconds,
+            pool_pre_ping=db.pool_pre_ping,
+            statement_timeout_ms=db.statement_timeout_ms,
+            echo=db.echo,
+            application_name="storefront-replica-reads",
+        )
+    return ReadRouter(
+        primary,
+        replica,
+        max_lag_bytes=db.replica_max_lag_bytes,
+        max_lag_seconds=db.replica_max_lag_seconds,
+        interval=db.replica_check_interval_seconds,
+        pin_seconds=db.read_your_writes_seconds,
     )
 
 

@@ -10,11 +10,11 @@ from fastapi import Depends
 from storefront.identity.deps import CurrentPrincipal
 from storefront.sales.service import SalesService
 from storefront.shops.auth import ShopActor
-from storefront.web.deps import SessionDep
+from storefront.web.deps import ReadSessionDep
 
 
 async def sales_reader(
-    shop_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
+    shop_id: uuid.UUID, principal: CurrentPrincipal, session: ReadSessionDep
 ) -> ShopActor:
     await SalesService(session).require_reader(shop_id, principal)
     return ShopActor(shop_id, principal)

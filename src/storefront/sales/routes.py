@@ -11,7 +11,7 @@ from storefront.kit.db import utcnow
 from storefront.sales.auth import SalesReader
 from storefront.sales.schemas import SalesDayOut, SalesOut
 from storefront.sales.service import SalesService
-from storefront.web.deps import SessionDep
+from storefront.web.deps import ReadSessionDep
 from storefront.web.responses import PROBLEM_RESPONSES, no_store
 
 router = APIRouter(tags=["sales"])
@@ -32,7 +32,7 @@ DEFAULT_DAYS = 30
 )
 async def shop_sales(
     reader: SalesReader,
-    session: SessionDep,
+    session: ReadSessionDep,
     response: Response,
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,

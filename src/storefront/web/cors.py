@@ -28,6 +28,7 @@ EXPOSED_HEADERS = [
     "RateLimit",
     "RateLimit-Policy",
     "Retry-After",
+    "Storefront-LSN",  # read-your-writes (decision 0150)
     "Sunset",
 ]
 

@@ -19,9 +19,11 @@ from strawberry.fastapi import BaseContext
 
 from storefront.auth.principal import Principal
 from storefront.events import CloudEvent
-from storefront.kit.db import read_session, session_scope
+from storefront.infra.replica import format_lsn, parse_lsn
+from storefront.kit.db import after_commit, session_scope
 from storefront.kit.errors import Unauthenticated, UnprocessableEntity
 from storefront.resources import Resources
+from storefront.telemetry.logging import current_request
 from storefront.web.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -82,6 +84,7 @@ class GraphQLContext(BaseContext):
         self.connection_user: uuid.UUID | None = None
         self._batches = batches
         self._loaders: dict[LoaderKey[Any, Any], DataLoader[Any, Any]] = {}
+        self._written = 0  # the WAL position of this operation's last write (0: none)
 
     def require_principal(self) -> Principal:
         """The caller; Unauthenticated (code ``unauthenticated``) when anonymous."""
@@ -109,7 +112,14 @@ class GraphQLContext(BaseContext):
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """A session of its own for one resolver or one batch (resolvers run concurrently:
         they never share a session), needing no transaction."""
-        async with read_session(self.resources.sessionmaker) as session:
+        reads = self.resources.reads
+        min_lsn = self._written
+        holder = current_request()
+        if reads.enabled and holder is not None:  # read-your-writes (decision 0150)
+            min_lsn = max(min_lsn, parse_lsn(holder.get("read_after")))
+            if (key := holder.get("principal_key")) is not None:
+                min_lsn = max(min_lsn, reads.pins.get(key))
+        async with await reads.session(min_lsn=min_lsn) as session:
             yield session
 
     @asynccontextmanager
@@ -118,12 +128,25 @@ class GraphQLContext(BaseContext):
         raises, after-commit actions (cache invalidation, jobs, events) run as for REST."""
         scope = session_scope(self.resources.sessionmaker)
         session = await anext(scope)
+        if self.resources.reads.enabled:  # first: before the cache invalidation (0150)
+            after_commit(session, self._remember_write)
         try:
             yield session
         except BaseException as exc:
             await scope.athrow(exc)
             raise
         await anext(scope, None)
+
+    async def _remember_write(self) -> None:
+        lsn = await self.resources.reads.write_lsn()
+        if lsn is None:
+            return
+        self._written = max(self._written, lsn)  # this operation's later reads
+        holder = current_request()
+        if holder is not None:
+            holder["write_lsn"] = format_lsn(lsn)
+            if (key := holder.get("principal_key")) is not None:
+                self.resources.reads.pins.pin(key, lsn)
 
 
 # --- scalars -------------------------------------------------------------------------------

@@ -326,6 +326,9 @@ def _details_allowed(request: Request) -> bool:
 async def healthz(request: Request) -> Response:
     resources: Resources = request.app.state.resources
     components = {"db_primary": await check_database(resources.engine)}
+    if resources.reads.enabled:  # measured now: lag in bytes and seconds (decision 0150)
+        await resources.reads.check()
+        components["db_replica"] = resources.reads.status()
     if resources.redis is not None:
         components["redis"] = await check_redis(resources.redis)
     broker_url = _broker_url(request)

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from storefront.infra.replica import principal_key
 from storefront.telemetry import metrics
 from storefront.telemetry.logging import begin_request, end_request, get_logger
 from storefront.telemetry.routes import route_template
@@ -36,6 +37,12 @@ class ObservabilityMiddleware:
         started = time.perf_counter()
         state = scope.setdefault("state", {})
         holder = begin_request(state.get("request_id"))
+        # read-your-writes for reads that see no Request (GraphQL resolvers, decision 0150)
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                holder["principal_key"] = principal_key(value.decode("latin-1"))
+            elif name == b"storefront-lsn":
+                holder["read_after"] = value.decode("latin-1")
         ids = current_ids()
         if ids:
             state["trace_id"], state["span_id"] = ids
@@ -48,6 +55,11 @@ class ObservabilityMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                lsn = holder.get("write_lsn")
+                if lsn is not None:  # read-your-writes (web/deps.py, decision 0150)
+                    headers = list(message.get("headers", ()))
+                    headers.append((b"storefront-lsn", lsn.encode()))
+                    message = {**message, "headers": headers}
             await send(message)
 
         raised = True
