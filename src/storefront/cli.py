@@ -130,6 +130,115 @@ def migrate(
     typer.echo(f"{done} from {at} to {target}: {', '.join(a.revision for a in applied)}.")
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+@app.command()
+def backfill(
+    name: Annotated[str, typer.Argument(help="The registered backfill to run")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would change; write nothing")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=100_000, help="Rows per transaction")
+    ] = 1000,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.0, help="At most this many rows a second (0: no limit)")
+    ] = 0.0,
+    max_lag: Annotated[
+        float,
+        typer.Option(
+            "--max-lag", min=0.0, help="Pause while a streaming replica lags more (seconds)"
+        ),
+    ] = 5.0,
+) -> None:
+    """Run a registered data migration in batches of short transactions while the service
+    runs: resumable after a crash, throttled by replica lag and --rate (docs/migrations.md)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from storefront.backfills import BACKFILLS, run_backfill
+    from storefront.backfills import Progress as Step
+    from storefront.kit.db import create_engine
+
+    chosen = BACKFILLS.get(name)
+    if chosen is None:
+        known = ", ".join(sorted(BACKFILLS)) or "(none)"
+        raise CommandRefused(f"no backfill named {name!r}; registered: {known}", EXIT_CONFIG)
+    settings = get_settings()
+    typer.echo(f"Backfill {chosen.name}: {chosen.description}")
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[speed]}  ETA {task.fields[eta]}"),
+        console=console,
+        transient=False,
+    )
+    task = bar.add_task(chosen.name, total=None, speed="", eta="?")
+    last_line = float("-inf")
+
+    def show(step: Step) -> None:
+        nonlocal last_line
+        if step.waiting_for_lag is not None:
+            speed, eta = f"waiting: replica {step.waiting_for_lag:.1f} s behind", "?"
+        else:
+            speed, eta = f"{step.rate:.0f} rows/s", _duration(step.eta_seconds)
+        if console.is_terminal:
+            bar.update(task, completed=step.done, total=step.total, speed=speed, eta=eta)
+            return
+        now = time.monotonic()  # a log, not a terminal: a line at most every 2 seconds
+        if now - last_line >= 2 or step.done >= step.total:
+            last_line = now
+            typer.echo(f"  {step.done}/{step.total} rows  {speed}  ETA {eta}")
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            if console.is_terminal and not dry_run:
+                bar.start()
+            try:
+                report = await run_backfill(
+                    engine,
+                    chosen,
+                    batch_size=batch_size,
+                    rate=rate,
+                    max_lag=max_lag,
+                    dry_run=dry_run,
+                    on_progress=show,
+                )
+            finally:
+                bar.stop()
+        finally:
+            await engine.dispose()
+        if report.dry_run:
+            eta = f", about {_duration(report.pending_at_start / rate)} at --rate {rate:g}"
+            typer.echo(
+                f"Dry run: {report.pending_at_start} row(s) to change in {report.batches} "
+                f"batch(es) of {batch_size}{eta if rate else ''}; {report.rows_done} done by "
+                "earlier runs. Nothing was changed."
+            )
+            return
+        typer.echo(
+            f"Backfill {chosen.name} finished: {report.rows_changed} row(s) changed in "
+            f"{report.batches} batch(es) ({report.rows_done} in all), {report.seconds:.1f} s"
+            + (
+                f", {report.seconds_waiting_for_lag:.1f} s waiting for the replica"
+                if report.seconds_waiting_for_lag
+                else ""
+            )
+            + f". Revision {chosen.contract_revision} (the contract) may now be applied."
+        )
+
+    asyncio.run(main())
+
+
 def _environment_variable() -> str | None:
     for key, value in os.environ.items():
         if key.upper() == "STOREFRONT_ENVIRONMENT":

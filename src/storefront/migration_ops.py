@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context, op
 
+from storefront.kit.startup import CommandRefused
+
 # a migration waits at most this long for a lock (then fails; run it again later), so a
 # long-running query holding a lock never queues every other request behind the ALTER
 LOCK_TIMEOUT = "5s"
@@ -24,8 +26,9 @@ def set_timeouts(*, lock: str = LOCK_TIMEOUT, statement: str = STATEMENT_TIMEOUT
     op.execute(f"SET LOCAL statement_timeout = '{statement}'")
 
 
-class BackfillIncomplete(RuntimeError):
-    """A contract migration found rows its backfill has not reached yet."""
+class BackfillIncomplete(CommandRefused):
+    """A contract migration found rows its backfill has not reached yet (``storefront
+    migrate`` says so and exits 1; the revision rolled back)."""
 
 
 def require_backfilled(name: str, table: str, where: str) -> None:

@@ -2,6 +2,7 @@
 
 from storefront.auditlog import AuditEvent
 from storefront.auth.signing_keys import SigningKeyRow
+from storefront.backfills.models import BackfillProgress
 from storefront.catalog.models import Product
 from storefront.events import DomainEvent, InboxEntry
 from storefront.idempotency import IdempotencyRecord
@@ -21,6 +22,7 @@ metadata = Base.metadata
 __all__ = [
     "AuditEvent",
     "AuthSession",
+    "BackfillProgress",
     "ConsentRecord",
     "DataExport",
     "DataKeyRow",

@@ -73,6 +73,9 @@ class OrderLine(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    # the order's shop, on the line too: every tenant-owned row carries its shop (the key the
+    # schema is partitioned and distributed by; decision 0155, migrations 0012 and 0013)
+    shop_id: Mapped[uuid.UUID]
     position: Mapped[int]
     # no foreign key into the catalog's table: orders keep their own snapshot
     product_id: Mapped[uuid.UUID]

@@ -173,6 +173,7 @@ class OrderService:
             OrderLine(
                 id=new_id(),
                 order_id=order_id,
+                shop_id=self.shop_id,
                 position=position,
                 product_id=line.product_id,
                 sku=by_id[line.product_id].sku,
