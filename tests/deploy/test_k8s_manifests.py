@@ -203,10 +203,29 @@ def test_namespace_enforces_restricted_pod_security(rendered: list[Resource]) ->
     }
 
 
-def test_migrations_run_before_the_rollout(rendered: list[Resource]) -> None:
+def wave(resource: Resource) -> int:
+    annotations = resource["metadata"].get("annotations") or {}
+    return int(annotations.get("argocd.argoproj.io/sync-wave", "0"))
+
+
+def test_migrations_run_after_what_they_need_and_before_the_rollout(
+    rendered: list[Resource],
+) -> None:
     job = one(rendered, "Job", "storefront-migrate")
-    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "Sync"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    # on a first deploy, the namespace, settings, secrets and network policies exist first
+    for kind in ("Namespace", "ServiceAccount", "ConfigMap", "ExternalSecret", "NetworkPolicy"):
+        for resource in of_kind(rendered, kind):
+            assert wave(resource) < wave(job), f"{kind} {resource['metadata']['name']}"
+    # and no pod of the new version starts before the Job has completed
+    for resource in rendered:
+        if resource["kind"] not in {"Namespace", "ServiceAccount", "ConfigMap"} | {
+            "ExternalSecret",
+            "NetworkPolicy",
+            "Job",
+        }:
+            assert wave(resource) > wave(job), f"{resource['kind']} {resource['metadata']['name']}"
 
 
 def test_hpa_scales_on_cpu_and_the_adapters_request_rate(rendered: list[Resource]) -> None:
