@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: install run test test-fast lint fmt migrate seed clean bench-export bench security
-.PHONY: api-contract migration-lint
+.PHONY: api-contract migration-lint n-minus-1
 .DEFAULT_GOAL := run
 
 $(UV):
@@ -97,6 +97,11 @@ api-contract: install
 migration-lint: install
 	$(BIN)/python -m storefront.migration_lint $(MIGRATION_LINT_ARGS)
 
+# the previous release's orders, catalogue and payments tests (PostgreSQL) on the schema this
+# code migrates to: a rolling deploy's old processes keep working (docs/migrations.md)
+n-minus-1: install
+	$(BIN)/python -m tests.migrating.n_minus_1 $(N_MINUS_1_ARGS)
+
 fmt: install
 	$(BIN)/ruff check --fix src tests migrations
 	$(BIN)/ruff format src tests migrations
@@ -156,8 +161,9 @@ deploy-check: deploy-tools
 # (CONTAINERS_CONF), the Debian bookworm base built with mmdebstrap unless IMAGE_BASE names
 # another (e.g. docker.io/library/python:3.11-slim-bookworm), hadolint, the CycloneDX SBOM
 # in dist/sbom/ and the size budget (IMAGE_BUDGET_MB). image-test runs it against this
-# machine's PostgreSQL and Redis (smoke test, non-root, read-only root, SIGTERM drain).
-.PHONY: image image-tools image-test
+# machine's PostgreSQL and Redis (smoke test, non-root, read-only root, SIGTERM drain);
+# compose-test brings up deploy/compose and pays one order through it.
+.PHONY: image image-tools image-test compose-test
 IMAGE ?= localhost/storefront
 IMAGE_TAG ?= dev
 export IMAGE IMAGE_TAG
@@ -170,3 +176,6 @@ image: image-tools
 
 image-test: image
 	sh deploy/image/test.sh
+
+compose-test: image
+	sh deploy/compose/test.sh

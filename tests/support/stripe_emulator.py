@@ -4,7 +4,8 @@
 /tmp/localstripe.pickle, shared by every emulator on the machine; this runs the same app on
 127.0.0.1 with nothing read from or written to disk, so each process starts empty. With
 ``--webhook-url`` it sends its events there, signed with ``--webhook-secret`` (Stripe's
-scheme). Used by the tests (tests/support/servers.py) and by ``make run``:
+scheme). Used by the tests (tests/support/servers.py), by ``make run`` and, listening on
+``--host 0.0.0.0`` in its own container, by the compose stack (deploy/compose):
 
     python tests/support/stripe_emulator.py --port 8420 \\
         --webhook-url http://127.0.0.1:8000/api/v1/webhooks/stripe --webhook-secret whsec_...
@@ -24,6 +25,9 @@ from localstripe.webhooks import register_webhook  # type: ignore[import-untyped
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="listen address (the compose stack: 0.0.0.0)"
+    )
     parser.add_argument("--webhook-url")
     parser.add_argument("--webhook-secret", default="whsec_localstripe")
     args = parser.parse_args()
@@ -31,7 +35,7 @@ def main() -> None:
     if args.webhook_url:
         register_webhook("storefront", args.webhook_url, args.webhook_secret, None)
     logging.basicConfig(level=logging.WARNING)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":
