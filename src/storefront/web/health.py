@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import JSONResponse, Response
 
 from storefront.infra.availability import dependency, spawn
+from storefront.migration_head import schema_compatible
 from storefront.resources import Resources
 from storefront.telemetry import metrics
 from storefront.web import metrics as web_metrics
@@ -83,9 +84,11 @@ async def check_schema(
                 ).scalar_one_or_none()
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         return {"status": "down", "error": type(exc).__name__, "expected": expected}
-    if current != expected:
-        return {"status": "down", "current": current, "expected": expected}
-    return {"status": "up", "revision": current}
+    if current == expected:
+        return {"status": "up", "revision": current}
+    if schema_compatible(current, expected):  # migrated ahead of this code: a rolling deploy
+        return {"status": "up", "revision": current, "expected": expected, "ahead": True}
+    return {"status": "down", "current": current, "expected": expected}
 
 
 @router.get("/livez", summary="Liveness: the process can serve")
