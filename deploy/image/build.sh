@@ -33,7 +33,7 @@ podman build --quiet --format docker --network host --file Containerfile $ca \
 
 # every shared library the wheels link must be in the base (manylinux leaves libstdc++,
 # libgcc and libc to the system): an import would fail only when first used
-unresolved=$(podman run --rm --network none --entrypoint sh "$image" -c \
+unresolved=$(podman run --rm --network none --health-cmd none --entrypoint sh "$image" -c \
     'find /app/.venv -name "*.so*" -type f -exec ldd {} + 2>/dev/null | grep "not found" | sort -u')
 if [ -n "$unresolved" ]; then
     echo "error: shared libraries missing from the base image:" >&2
@@ -44,7 +44,7 @@ fi
 # the SBOM: the Python distributions installed in the image (read from the image itself),
 # each checked against uv.lock's runtime set, with the project as the root component
 mkdir -p "$sbom_dir" .tools/image
-podman run --rm --network none --entrypoint python3 "$image" -c '
+podman run --rm --network none --health-cmd none --entrypoint python3 "$image" -c '
 import importlib.metadata as m
 for d in m.distributions():
     if d.metadata["Name"].lower() != "storefront":

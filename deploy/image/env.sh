@@ -20,8 +20,9 @@ need_tools() {
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
-need_tools podman:podman buildah:buildah runc:runc newuidmap:uidmap \
-    fuse-overlayfs:fuse-overlayfs slirp4netns:slirp4netns
+# podman (it builds too, with buildah's library) and runc; as root nothing else is needed
+# (rootless podman would also want uidmap, fuse-overlayfs and slirp4netns)
+need_tools podman:podman runc:runc
 
 tools_dir=$(pwd)/.tools
 mkdir -p "$tools_dir"

@@ -34,7 +34,7 @@ trap 'exit 130' INT TERM
 mkdir -p "$work"
 createdb "$db"
 # the bootstrap an operator runs (docs/deploy.md): secrets from the image itself
-(umask 077; podman run --rm --network none "$image" secrets generate > "$work/secrets.env")
+(umask 077; podman run --rm --network none --health-cmd none "$image" secrets generate > "$work/secrets.env")
 grep -q '^STOREFRONT_AUTH__JWT_SECRET=' "$work/secrets.env" || fail "secrets generate printed no JWT secret"
 cat >> "$work/secrets.env" <<ENV
 STOREFRONT_DEPLOYMENT_NAME=image-test-$run_id
@@ -47,10 +47,10 @@ ENV
 hardened="--network host --read-only --tmpfs /tmp:rw,nosuid,nodev,size=64m --cap-drop ALL --security-opt no-new-privileges --env-file $work/secrets.env"
 
 # shellcheck disable=SC2086
-podman run --rm $hardened "$image" migrate
+podman run --rm --health-cmd none $hardened "$image" migrate
 # shellcheck disable=SC2086
 printf '%s\n' "image-test-Admin-passw0rd-$run_id" \
-    | podman run --rm -i $hardened "$image" admin create "admin-$run_id@example.com" --password-stdin
+    | podman run --rm -i --health-cmd none $hardened "$image" admin create "admin-$run_id@example.com" --password-stdin
 check "secrets generate, migrate and admin create ran in the image"
 
 # shellcheck disable=SC2086
