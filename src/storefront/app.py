@@ -142,7 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.observability = observability
     install_problem_handlers(app)
     if settings.docs_served:
-        install_docs(app)
+        install_docs(app, graphiql_url="/graphql" if settings.graphql_introspection else None)
 
     limits = settings.protection
     api = APIRouter(
@@ -214,6 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Idempotency-Key",
                 "If-Match",
                 "If-None-Match",
+                "Storefront-LSN",  # read-your-writes: sent back after a write (decision 0150)
                 "X-Request-ID",
             ],
             expose_headers=EXPOSED_HEADERS,
