@@ -163,13 +163,17 @@ deploy-check: deploy-tools
 # in dist/sbom/ and the size budget (IMAGE_BUDGET_MB). image-test runs it against this
 # machine's PostgreSQL and Redis (smoke test, non-root, read-only root, SIGTERM drain);
 # compose-test brings up deploy/compose and pays one order through it.
-.PHONY: image image-tools image-test compose-test
+.PHONY: image image-tools image-lint image-test compose-test
 IMAGE ?= localhost/storefront
 IMAGE_TAG ?= dev
 export IMAGE IMAGE_TAG
 
 image-tools: install
 	$(UV) sync --locked --inexact --quiet --group image
+
+# hadolint on every Containerfile (also part of `make image`): seconds, so .ci/run runs it
+image-lint: image-tools
+	$(BIN)/hadolint Containerfile deploy/compose/*.Containerfile
 
 image: image-tools
 	sh deploy/image/build.sh
