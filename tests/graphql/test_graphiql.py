@@ -75,6 +75,12 @@ async def test_the_page_references_only_same_origin_assets_all_served(
         assert asset.content == (ASSETS / ref.removeprefix("/static/graphiql/")).read_bytes()
 
 
+async def test_the_docs_page_links_to_graphiql(client: httpx2.AsyncClient) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    assert '<a href="/graphql">' in page.text
+
+
 async def test_json_answers_keep_the_api_policy(client: httpx2.AsyncClient) -> None:
     r = await client.post("/graphql", json={"query": "{ __typename }"})
     assert r.headers["content-security-policy"] == API_CSP

@@ -9,7 +9,13 @@ from typing import Any
 
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -67,6 +73,10 @@ BATCHES: dict[LoaderKey[Any, Any], BatchFactory] = {
 }
 
 
+# parsed documents and their validation kept per process, by text (at most this many)
+DOCUMENT_CACHE_SIZE = 256
+
+
 class StorefrontSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Nothing: ProblemErrors logs what is unexpected, and a client's mistake (a
@@ -78,10 +88,12 @@ def build_schema(
     *,
     introspection: bool = True,
     rates: tuple[str, str] | None = None,
+    document_cache: bool = True,
 ) -> StorefrontSchema:
     """The schema with its bounds; ``introspection=False`` refuses introspection queries
     (production, unless STOREFRONT_GRAPHQL__INTROSPECTION says otherwise); ``rates`` (the
-    user and anonymous rate-limit policies) charge a costly operation's extra calls."""
+    user and anonymous rate-limit policies) charge a costly operation's extra calls;
+    ``document_cache``: parsed and validated documents kept by text."""
     settings = settings or GraphQLSettings()
     rules: list[Any] = [
         document_limits_rule(
@@ -100,6 +112,14 @@ def build_schema(
         lambda: AddValidationRules(rules),
         ProblemErrors,
     ]
+    if document_cache:
+        # a document is parsed and validated once per text, after the size check and with
+        # the token bound above: validation was half of a small query's time (decision
+        # 0168); off only to measure what it saves (bench/profile_graphql.py)
+        extensions[4:4] = [
+            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        ]
     if rates is not None:
         user_rate, anonymous_rate = rates
         extensions.append(
