@@ -79,7 +79,9 @@ class Served:
                 continue  # the banner `serve` prints before logging is set up
         return found
 
-    def wait_live(self, within: float = 60) -> None:
+    def wait_live(self, within: float = 120) -> None:
+        # as generous as tests/support/servers.py::wait_ready: importing the app alone took
+        # 38 s of wall time (10 s of CPU) on the two-core host at a load average of 12
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, "\n".join(self.lines())

@@ -34,8 +34,9 @@ def _ready_gauge(url: str) -> float | None:
     return None
 
 
-def _settled(url: str, proc: subprocess.Popen[str], within: float = 60) -> float | None:
-    """The gauge once the process serves /metrics and has had time for a few checks."""
+def _settled(url: str, proc: subprocess.Popen[str], within: float = 120) -> float | None:
+    """The gauge once the process serves /metrics and has had time for a few checks (as
+    generous as wait_ready: a process boots slowly on a busy two-core host)."""
     deadline = time.monotonic() + within
     value = None
     while time.monotonic() < deadline:
