@@ -90,12 +90,37 @@ def exemptions(path: Path) -> tuple[dict[str, str], list[str]]:
 
 def revision_sql(script: Script) -> str:
     """The PostgreSQL statements ``upgrade`` runs for this revision alone (offline mode)."""
+    span = f"{script.down_revision}:{script.revision}" if script.down_revision else script.revision
+    return _render(span)
+
+
+def _render(span: str) -> str:
     cfg = alembic_config("postgresql+asyncpg://lint@localhost/lint")
     buffer = io.StringIO()
     cfg.output_buffer = buffer
-    span = f"{script.down_revision}:{script.revision}" if script.down_revision else script.revision
     command.upgrade(cfg, span, sql=True)
     return buffer.getvalue()
+
+
+MARK = re.compile(r"^-- Running upgrade\s+(?:(\S+)\s+)?->\s+(\S+)$", re.MULTILINE)
+
+
+def every_revision_sql() -> dict[str, str]:
+    """Each revision's statements, from one offline pass over them all (loading the
+    revisions once instead of once per revision): what comes before the first revision
+    (the session's settings) is repeated in front of each, as each runs after it."""
+    sql = _render("base:head")
+    marks = list(MARK.finditer(sql))
+    if not marks:
+        return {}
+    starts = [sql.rfind("BEGIN;", 0, m.start()) for m in marks]
+    starts = [start if start >= 0 else m.start() for start, m in zip(starts, marks, strict=True)]
+    preamble = sql[: starts[0]]
+    ends = [*starts[1:], len(sql)]
+    return {
+        m.group(2): preamble + sql[start:end]
+        for m, start, end in zip(marks, starts, ends, strict=True)
+    }
 
 
 def squawk_binary() -> str:
@@ -124,10 +149,11 @@ def squawk(sql_file: Path) -> list[Finding]:
 
 def lint(sql_dir: Path) -> list[RevisionReport]:
     reports = []
+    rendered = every_revision_sql()
     for script in reversed(list(scripts().walk_revisions())):
         path = Path(script.path)
         sql_file = sql_dir / f"{script.revision}.sql"
-        sql_file.write_text(revision_sql(script), encoding="utf-8")
+        sql_file.write_text(rendered[script.revision], encoding="utf-8")
         reports.append(judge(script.revision, path, squawk(sql_file)))
     return reports
 

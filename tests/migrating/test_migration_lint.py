@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from storefront.migrating import scripts
-from storefront.migration_lint import EXCLUDED_RULES, exemptions, judge, revision_sql, squawk
+from storefront.migration_lint import (
+    EXCLUDED_RULES,
+    every_revision_sql,
+    exemptions,
+    judge,
+    revision_sql,
+    squawk,
+)
 
 UNSAFE = """\
 SET LOCAL lock_timeout = '5s';
@@ -78,3 +85,13 @@ def test_new_revisions_set_both_timeouts_first() -> None:
             "SET LOCAL lock_timeout = '5s';",
             "SET LOCAL statement_timeout = '60s';",
         ], script.revision
+
+
+def test_one_pass_renders_each_revision_as_rendering_it_alone() -> None:
+    """The linter renders every revision in one offline pass and splits it; the pieces are
+    what rendering each revision on its own gives (checked on the first and the newest)."""
+    every = every_revision_sql()
+    ordered = list(reversed(list(scripts().walk_revisions())))
+    assert list(every) == [script.revision for script in ordered]
+    for script in (ordered[0], ordered[-1]):
+        assert every[script.revision] == revision_sql(script)
