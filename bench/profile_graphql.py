@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import tempfile
 import time
@@ -143,6 +144,11 @@ async def document_pipeline(n: int) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     await document_pipeline(args.requests)
+    if args.no_document_cache:  # the app as it was before the document cache
+        import storefront.graphql.router as router
+
+        names = vars(router)
+        names["build_schema"] = functools.partial(names["build_schema"], document_cache=False)
     app = create_app(settings_for(args.database_url, args.redis_url, True))
     async with LifespanManager(app):
         transport = httpx2.ASGITransport(app=app)
@@ -205,6 +211,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--html")
+    parser.add_argument("--no-document-cache", action="store_true")
     args = parser.parse_args()
     if args.database_url is None:
         path = Path(tempfile.mkdtemp()) / "profile.db"
