@@ -214,7 +214,8 @@ def backfill(
                     on_progress=show,
                 )
             finally:
-                bar.stop()
+                if console.is_terminal and not dry_run:
+                    bar.stop()
         finally:
             await engine.dispose()
         if report.dry_run:

@@ -217,15 +217,16 @@ async def run_backfill(
             batches += 1
         total = max(total, done_before + changed)
         elapsed = time.monotonic() - working_since - waited
-        speed = changed / elapsed if elapsed > 0 else 0.0
-        left = total - done_before - changed
-        eta = left / speed if speed > 0 else None
-        if on_progress is not None:
-            on_progress(Progress(done_before + changed, total, speed, eta, None))
         if rate > 0 and more:
             ahead = changed / rate - elapsed  # seconds early against the allowed rate
             if ahead > 0:
                 await sleep(ahead)
+                elapsed += ahead
+        speed = changed / elapsed if elapsed > 0 else 0.0
+        left = total - done_before - changed
+        eta = left / speed if speed > 0 else None
+        if on_progress is not None and (count or not more):
+            on_progress(Progress(done_before + changed, total, speed, eta, None))
     return Report(
         name=backfill.name,
         dry_run=False,
