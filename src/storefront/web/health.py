@@ -329,6 +329,8 @@ def _details_allowed(request: Request) -> bool:
 async def healthz(request: Request) -> Response:
     resources: Resources = request.app.state.resources
     components = {"db_primary": await check_database(resources.engine)}
+    # the schema too: an unmigrated database answers SELECT 1 while every route fails
+    components["schema"] = await check_schema(resources.engine, resources.expected_schema_revision)
     if resources.reads.enabled:  # measured now: lag in bytes and seconds (decision 0150)
         await resources.reads.check()
         components["db_replica"] = resources.reads.status()
