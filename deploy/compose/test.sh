@@ -29,10 +29,10 @@ echo "compose-test: images built ($(( $(date +%s) - started )) s)"
 port=${COMPOSE_TEST_PORT:-$("$bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 project=storefront-compose-test-$$
 STOREFRONT_PORT=$port
-STOREFRONT_IMAGE=${IMAGE:-localhost/storefront}:${IMAGE_TAG:-dev}
+APP_IMAGE=${IMAGE:-localhost/storefront}:${IMAGE_TAG:-dev}
 ADMIN_EMAIL=admin@example.com
 ADMIN_PASSWORD=compose-Admin-passw0rd-$$
-export STOREFRONT_PORT STOREFRONT_IMAGE ADMIN_EMAIL ADMIN_PASSWORD
+export STOREFRONT_PORT APP_IMAGE ADMIN_EMAIL ADMIN_PASSWORD
 compose() {
     "$bin/podman-compose" --project-name "$project" \
         -f deploy/compose/compose.yaml -f deploy/compose/compose.local.yaml "$@"
