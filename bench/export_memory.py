@@ -148,6 +148,7 @@ def _records(
                     (
                         uuid.UUID(bytes=uuid6.uuid7().bytes),
                         order_id,
+                        shop_id,
                         position,
                         uuid.uuid4(),
                         f"SKU-{position:04d}",
@@ -209,6 +210,7 @@ async def load_orders(dsn: str, shop_id: str, customer_id: str, n: int) -> float
                 columns=[
                     "id",
                     "order_id",
+                    "shop_id",
                     "position",
                     "product_id",
                     "sku",

@@ -93,6 +93,7 @@ async def _bulk_orders(resources: Resources, shop_id: str, customer_id: str) -> 
                 {
                     "id": new_id(),
                     "order_id": order_id,
+                    "shop_id": uuid.UUID(shop_id),
                     "position": position,
                     "product_id": uuid.uuid4(),
                     "sku": f"SKU-{position}",
