@@ -15,7 +15,11 @@ from storefront.cli import app
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # `storefront keys rotate-master --dry-run`: the words and options after "storefront"
-COMMAND = re.compile(r"(?<![\w.-])storefront((?: +(?:--?[a-z][a-z-]*|[a-z][a-z-]*))+)")
+# (not the namespace of `kubectl -n storefront get hpa` or `linkerd viz -n storefront edges`)
+COMMAND = re.compile(
+    r"(?<![\w.-])(?<!-n )(?<!--namespace )(?<!--namespace=)"
+    r"storefront((?: +(?:--?[a-z][a-z-]*|[a-z][a-z-]*))+)"
+)
 
 
 def invocations(text: str) -> list[list[str]]:
@@ -49,7 +53,8 @@ def problem(root: Any, words: list[str]) -> str | None:
 def test_invocations_are_read_as_written() -> None:
     text = (
         "Run `storefront keys rotate-master --dry-run`, `.venv/bin/storefront migrate 0007` "
-        "and storefront worker; the Storefront project."
+        "and storefront worker; the Storefront project; `kubectl -n storefront get hpa`, "
+        "`kubectl --namespace storefront rollout status`, `linkerd viz -n storefront edges`."
     )
     assert invocations(text) == [["keys", "rotate-master", "--dry-run"], ["migrate"], ["worker"]]
 
