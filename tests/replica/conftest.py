@@ -70,7 +70,9 @@ async def caught_up(primary_url: str, replica_url: str, within: float = 30.0) ->
     resume a replay a failed test left paused)."""
     primary = await asyncpg.connect(dsn(primary_url))
     try:
-        target = await primary.fetchval("SELECT pg_current_wal_lsn()")
+        # the insert position: the test databases commit with synchronous_commit=off, so a
+        # commit can sit in the WAL buffers past pg_current_wal_lsn() (the write position)
+        target = await primary.fetchval("SELECT pg_current_wal_insert_lsn()")
     finally:
         await primary.close()
     deadline = time.monotonic() + within
