@@ -235,6 +235,20 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         },
     }
     values.update(overrides)
+    # Budgets in tests are tiny ("1/minute") and a test asserts the exact refusal; the
+    # default sliding-window counter floors the previous window's weighted count, so two
+    # requests either side of a minute boundary both pass (CI failed that way after a
+    # 9 s stall). Tests count with the exact moving window unless they choose a strategy;
+    # tests/web/test_rate_limit.py runs the production default on purpose.
+    protection = values.get("protection")
+    if isinstance(protection, dict):
+        values["protection"] = {"rate_limit_strategy": "moving-window", **protection}
+    # PostgreSQL's statement_timeout (5 s in production) is a runaway-query guard; a shared
+    # CI machine stalls for seconds at a time, and a SAVEPOINT was cancelled once. Tests
+    # keep the guard with room (tests/web/test_protection.py sets its own short one).
+    database = values.get("database")
+    if isinstance(database, dict):
+        values["database"] = {"statement_timeout_ms": 30_000, **database}
     # domain events are delivered in-process unless a test asks for RabbitMQ (tests/events
     # does): an app test with an amqp job broker leaves no event queues on the shared broker
     values.setdefault("events", {"in_process": True})

@@ -286,7 +286,12 @@ async def test_redis_dropped_mid_run_falls_back_then_recovers(
     app = build(
         sqlite_url,
         redis_url=own_redis.url,
-        protection={"anonymous_rate": "3/minute", "redis_retry_seconds": 0.2},
+        protection={
+            "anonymous_rate": "3/minute",
+            "redis_retry_seconds": 0.2,
+            # the production default, on the shared Redis and in the fallback
+            "rate_limit_strategy": "sliding-window-counter",
+        },
     )
     caplog.set_level(logging.WARNING, logger="storefront.ratelimit")
     async with serving(app), client_for(app) as client:
