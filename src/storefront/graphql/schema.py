@@ -59,7 +59,13 @@ Query = merge_types(
     "Query", (ViewerQuery, shops.ShopQuery, catalog.CatalogQuery, orders.OrderQuery)
 )
 Mutation = merge_types(
-    "Mutation", (catalog.CatalogMutation, orders.OrderMutation, payments.PaymentMutation)
+    "Mutation",
+    (
+        shops.ShopMutation,
+        catalog.CatalogMutation,
+        orders.OrderMutation,
+        payments.PaymentMutation,
+    ),
 )
 
 Subscription = merge_types("Subscription", (catalog.CatalogSubscription, orders.OrderSubscription))

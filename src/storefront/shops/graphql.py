@@ -14,7 +14,10 @@ import strawberry
 
 from storefront.identity.service import contact_of
 from storefront.kit.errors import NotFound, Unauthenticated
+from storefront.shops.models import Membership as MembershipRow
+from storefront.shops.models import Role as RoleValue
 from storefront.shops.models import Shop as ShopRow
+from storefront.shops.schemas import MemberIn, ShopIn
 from storefront.shops.service import ShopService
 from storefront.web.graphql import (
     Connection,
@@ -142,3 +145,86 @@ class ShopQuery:
         if row is None:
             raise NotFound("No such shop.")
         return Shop.of(row)
+
+
+@strawberry.type(description="A member of a shop, as set by one of its owners.")
+class ShopMember:
+    shop_id: strawberry.ID
+    user_id: strawberry.ID
+    role: Role
+    created_at: datetime = strawberry.field(description="When they joined the shop.")
+
+    @classmethod
+    def of(cls, row: MembershipRow) -> ShopMember:
+        return cls(
+            shop_id=strawberry.ID(str(row.shop_id)),
+            user_id=strawberry.ID(str(row.user_id)),
+            role=Role(row.role.value),
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type
+class ShopMutation:
+    @strawberry.mutation(
+        description="Open a shop owned by the caller (as POST /shops: the slug is unique, "
+        "a conflict otherwise; at most the platform's number of owned shops per user)."
+    )
+    async def create_shop(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        name: Annotated[str, strawberry.argument(description="1..120 characters, one line.")],
+        slug: Annotated[
+            str, strawberry.argument(description="3..63 of a-z, 0-9 and inner hyphens.")
+        ],
+    ) -> Shop:
+        context = info.context
+        principal = context.require_principal()
+        body = ShopIn.model_validate({"name": name, "slug": slug})
+        settings = context.resources.settings
+        async with context.writing() as session:
+            shop = await ShopService(session).create(
+                principal,
+                name=body.name,
+                slug=body.slug,
+                max_owned=settings.max_owned_shops_per_user,
+            )
+            return Shop.of(shop)
+
+    @strawberry.mutation(
+        description="Make a user an owner or staff member of the shop, or change their role "
+        "(the shop's owners; as PUT /shops/{id}/members/{user_id})."
+    )
+    async def set_shop_member(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        shop_id: uuid.UUID,
+        user_id: uuid.UUID,
+        role: Role,
+    ) -> ShopMember:
+        context = info.context
+        principal = context.require_principal()
+        body = MemberIn(role=RoleValue(role.value))
+        async with context.writing() as session:
+            shops = ShopService(session)
+            await shops.require_owner(shop_id, principal)
+            membership = await shops.set_member(principal, shop_id, user_id, body.role)
+            return ShopMember.of(membership)
+
+    @strawberry.mutation(
+        description="Remove a member from the shop (the shop's owners; as DELETE "
+        "/shops/{id}/members/{user_id}): true once removed."
+    )
+    async def remove_shop_member(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        shop_id: uuid.UUID,
+        user_id: uuid.UUID,
+    ) -> bool:
+        context = info.context
+        principal = context.require_principal()
+        async with context.writing() as session:
+            shops = ShopService(session)
+            await shops.require_owner(shop_id, principal)
+            await shops.remove_member(principal, shop_id, user_id)
+        return True
