@@ -136,7 +136,7 @@ async def test_a_client_reads_its_own_write_while_the_replica_replay_is_paused(
 async def test_lag_over_the_threshold_sends_reads_to_the_primary_until_it_recovers(
     postgres_url: str, replica_url: str
 ) -> None:
-    settings = replica_settings(postgres_url, replica_url, replica_max_lag_bytes=0)
+    settings = replica_settings(postgres_url, replica_url, replica_max_lag_seconds=0.3)
     async with running_app(settings) as app:
         resources: Resources = app.state.resources
         transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
@@ -144,15 +144,21 @@ async def test_lag_over_the_threshold_sends_reads_to_the_primary_until_it_recove
             api = Api(c, resources)
             _, staff, shop = await shop_with_staff(api)
             await caught_up(postgres_url, replica_url)
+            await resources.reads.check()
             await replica_sql(replica_url, "SELECT pg_wal_replay_pause()")
             await new_product(c, staff, shop)
-            await asyncio.sleep(1.1)  # the lag in seconds counts from the last replayed commit
+            # the lag in seconds grows from the last measurement that found it caught up
+            for _ in range(300):
+                state = await resources.reads.check()
+                if state is not None and not state.up:
+                    break
+                await asyncio.sleep(0.05)
 
             health = await c.get("/healthz")
             replica = health.json()["components"]["db_replica"]
             assert replica["status"] == "degraded", replica
             assert replica["lag_bytes"] > 0
-            assert replica["lag_seconds"] > 0
+            assert replica["lag_seconds"] > 0.3
             assert (REGISTRY.get_sample_value("storefront_db_replica_lag_bytes") or 0) > 0
             assert (REGISTRY.get_sample_value("storefront_db_replica_lag_seconds") or 0) > 0
             assert REGISTRY.get_sample_value("storefront_db_replica_up") == 0

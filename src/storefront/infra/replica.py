@@ -20,7 +20,7 @@ import hashlib
 import logging
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,12 +39,14 @@ logger = logging.getLogger("storefront.replica")
 
 REPLICA_LAG_BYTES = Gauge(
     "storefront_db_replica_lag_bytes",
-    "WAL the read replica has not replayed yet (primary's current LSN minus its replay LSN).",
+    "WAL the read replica has not replayed yet (the primary's flush position minus its replay "
+    "position; 0 while it is caught up).",
     multiprocess_mode="max",
 )
 REPLICA_LAG_SECONDS = Gauge(
     "storefront_db_replica_lag_seconds",
-    "How far behind the read replica's replay is in time (0 when it has replayed all it received).",
+    "How old what the read replica shows may be, in seconds: 0 while it shows everything the "
+    "primary had committed when last measured, however long ago the last commit was.",
     multiprocess_mode="max",
 )
 REPLICA_UP = Gauge(
@@ -69,15 +71,24 @@ FALLBACKS = Counter(
 FallbackReason = Literal["down", "lagging", "behind"]
 _LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 
+# the replica's side of a measurement: whether it is a standby, what it has replayed and
+# received, the newest transaction it has seen complete (its snapshot's xmax) and the age of
+# the last commit it replayed (on the replica's clock)
 _REPLICA_STATE = text(
     "SELECT pg_is_in_recovery(), "
     "pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint, "
-    "CASE WHEN pg_last_wal_receive_lsn() IS NULL "
-    "  OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-    "ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8"
+    "pg_wal_lsn_diff(coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')"
+    "::bigint, "
+    "pg_snapshot_xmax(pg_current_snapshot())::text::bigint, "
+    "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
+)
+# the primary's side, read first: what it has flushed (all a standby can have received) and
+# the newest transaction it has seen complete
+_PRIMARY_STATE = text(
+    "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint, "
+    "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 )
 _REPLAY_LSN = text("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint")
-_CURRENT_LSN = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
 # after a commit: the end of what has been inserted into the WAL, so at or past the commit
 # record even under synchronous_commit = off (pg_current_wal_lsn(), the *written* position,
 # may still be before it, and a replica there would not show the write)
@@ -139,6 +150,72 @@ class ReplicaState:
     lag_seconds: float | None
     replay_lsn: int | None
     checked_at: float  # time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class PrimarySample:
+    """The primary at the start of a measurement (``at``, time.monotonic()): the WAL it had
+    flushed (all a standby can have received) and its snapshot's xmax (every transaction
+    below it, not in progress, had completed)."""
+
+    at: float
+    flushed: int
+    xmax: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSample:
+    """The replica just after: what it has replayed and received, its snapshot's xmax, and
+    the age in seconds of the last commit it replayed (None before the first)."""
+
+    replayed: int
+    received: int
+    xmax: int
+    commit_age: float | None
+
+    def shows(self, primary: PrimarySample) -> bool:
+        """Whether the replica shows everything the primary had committed at that sample:
+        it has replayed all the primary had flushed, or it has received all of it and seen
+        every transaction complete that the primary had. The second case is a caught-up
+        replica whose replay stops short of the primary's flush position: the walwriter
+        flushes complete WAL pages, so an idle primary's flushed WAL can end in the head of a
+        record (an open transaction's, a checkpoint's) whose tail is still in its buffers; the
+        standby cannot replay that head, and nothing committed is in it."""
+        return self.replayed >= primary.flushed or (
+            self.received >= primary.flushed and self.xmax >= primary.xmax
+        )
+
+
+class LagClock:
+    """The replica's lag from successive measurements. Caught up (it shows everything the
+    primary had committed when the measurement began): no lag, however old the last commit
+    is (an idle primary's healthy replica). Otherwise the lag in time is the smaller of two
+    upper bounds on how old what it shows is: the time since the start of the newest
+    measurement it has now caught up with, and the age of the last commit it replayed; with
+    neither (no measurement caught up yet, nothing replayed), the time since the oldest
+    measurement it has not caught up with."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self._pending: deque[PrimarySample] = deque(maxlen=keep)
+        self._caught_up_at: float | None = None
+
+    def measure(
+        self, primary: PrimarySample, replica: ReplicaSample, now: float
+    ) -> tuple[int, float]:
+        """(lag in bytes, lag in seconds) at ``now``."""
+        if replica.shows(primary):
+            self._pending.clear()
+            self._caught_up_at = max(self._caught_up_at or primary.at, primary.at)
+            return 0, 0.0
+        self._pending.append(primary)
+        while self._pending and replica.shows(self._pending[0]):
+            earlier = self._pending.popleft()
+            self._caught_up_at = max(self._caught_up_at or earlier.at, earlier.at)
+        bounds = [now - self._caught_up_at] if self._caught_up_at is not None else []
+        if replica.commit_age is not None:
+            bounds.append(max(replica.commit_age, 0.0))
+        seconds = min(bounds) if bounds else now - self._pending[0].at
+        return max(primary.flushed - replica.replayed, 0), max(seconds, 0.0)
 
 
 class WritePins:
@@ -216,6 +293,7 @@ class ReadRouter:
         self.high_water = 0
         self._replay_lsn = 0  # the newest replay LSN seen on the replica (it only grows)
         self.state: ReplicaState | None = None
+        self._lag = LagClock()
         self._task: asyncio.Task[None] | None = None
         if replica is not None:
             REPLICA_UP.set(0)
@@ -245,15 +323,26 @@ class ReadRouter:
         started = time.monotonic()
         try:
             with anyio.fail_after(self.timeout):
+                # the primary first: a replica read after it that has replayed this far shows
+                # everything the primary had committed when the measurement began
+                async with self._autocommit[self.primary_engine].connect() as conn:
+                    flushed, xmax = (await conn.execute(_PRIMARY_STATE)).one()
                 async with self._autocommit[replica].connect() as conn:
                     row = (await conn.execute(_REPLICA_STATE)).one()
-                async with self._autocommit[self.primary_engine].connect() as conn:
-                    current = int((await conn.execute(_CURRENT_LSN)).scalar_one())
         except Exception as exc:  # noqa: BLE001 - the replica is down; reads go to the primary
             return self._set(ReplicaState(False, type(exc).__name__, None, None, None, started))
-        in_recovery, replay, seconds = bool(row[0]), int(row[1] or 0), float(row[2] or 0.0)
+        in_recovery, replay = bool(row[0]), int(row[1] or 0)
         self._replay_lsn = max(self._replay_lsn, replay)
-        lag_bytes = max(current - replay, 0)
+        lag_bytes, seconds = self._lag.measure(
+            PrimarySample(started, int(flushed), int(xmax)),
+            ReplicaSample(
+                replay,
+                int(row[2] or 0),
+                int(row[3] or 0),
+                None if row[4] is None else float(row[4]),
+            ),
+            time.monotonic(),
+        )
         REPLICA_LAG_BYTES.set(lag_bytes)
         REPLICA_LAG_SECONDS.set(seconds)
         if not in_recovery:
