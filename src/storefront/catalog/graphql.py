@@ -16,7 +16,13 @@ import orjson
 import strawberry
 
 from storefront.catalog.reads import CatalogReads
-from storefront.catalog.schemas import ProductIn, ProductOut, ProductPatch
+from storefront.catalog.schemas import (
+    BulkIn,
+    CatalogSummaryOut,
+    ProductIn,
+    ProductOut,
+    ProductPatch,
+)
 from storefront.catalog.service import CatalogService
 from storefront.kit.errors import PreconditionFailed
 from storefront.shops.service import ShopService
@@ -138,6 +144,51 @@ def _patch(data: ProductPatchInput) -> ProductPatch:
     return ProductPatch.model_validate(fields)
 
 
+@strawberry.type(description="The active products of one category in one currency.")
+class CategorySummary:
+    category: str
+    currency: str
+    products: int = strawberry.field(description="Active products in this category and currency.")
+    in_stock: int = strawberry.field(description="Of which have stock left.")
+    units_in_stock: int = strawberry.field(description="Units left across them.")
+    min_price: MoneyValue = strawberry.field(description="The lowest price among them.")
+    max_price: MoneyValue = strawberry.field(description="The highest price among them.")
+
+
+@strawberry.type(description="A shop's catalog in figures (as GET /shops/{id}/catalog/summary).")
+class CatalogSummary:
+    shop_id: strawberry.ID
+    products: int = strawberry.field(description="Active products in the shop.")
+    categories: list[CategorySummary] = strawberry.field(
+        description="By category and currency, in category order."
+    )
+
+    @classmethod
+    def of(cls, out: CatalogSummaryOut) -> CatalogSummary:
+        return cls(
+            shop_id=strawberry.ID(str(out.shop_id)),
+            products=out.products,
+            categories=[
+                CategorySummary(
+                    category=c.category,
+                    currency=c.currency,
+                    products=c.products,
+                    in_stock=c.in_stock,
+                    units_in_stock=c.units_in_stock,
+                    min_price=MoneyValue(c.min_price_cents, c.currency),
+                    max_price=MoneyValue(c.max_price_cents, c.currency),
+                )
+                for c in out.categories
+            ],
+        )
+
+
+@strawberry.type(description="What a bulk upsert did.")
+class BulkUpsertResult:
+    created: int = strawberry.field(description="Products added (a sku the shop did not have).")
+    updated: int = strawberry.field(description="Products changed (a sku the shop had).")
+
+
 @strawberry.type
 class CatalogQuery:
     @strawberry.field(
@@ -171,6 +222,16 @@ class CatalogQuery:
     ) -> Product | None:
         entry, _source = await CatalogReads(info.context.resources, shop_id).product(id)
         return Product.of(ProductOut.model_validate_json(entry.body))
+
+    @strawberry.field(
+        description="The shop's catalog in figures (public; the same cached answer as GET "
+        "/shops/{id}/catalog/summary, invalidated by the same writes)."
+    )
+    async def catalog_summary(
+        self, info: strawberry.Info[GraphQLContext, None], shop_id: uuid.UUID
+    ) -> CatalogSummary:
+        entry, _source = await CatalogReads(info.context.resources, shop_id).summary()
+        return CatalogSummary.of(CatalogSummaryOut.model_validate_json(entry.body))
 
 
 async def _staff_catalog(
@@ -237,6 +298,41 @@ class CatalogMutation:
             catalog = await _staff_catalog(info, session, shop_id)
             await catalog.archive(id)
         return True
+
+
+def _product_in(item: ProductInput) -> dict[str, Any]:
+    return {
+        "sku": item.sku,
+        "name": item.name,
+        "description": item.description,
+        "stock": item.stock,
+        "category": item.category,
+        **_money_fields(item.price),
+    }
+
+
+@strawberry.type
+class CatalogBulkMutation:
+    @strawberry.mutation(
+        description="Create or update up to 1000 products by sku in one transaction (the "
+        "shop's owners and staff; as POST /shops/{id}/products/bulk, from the same "
+        "`expensive` rate-limit budget). For batches larger than the GraphQL body limit, "
+        "use REST."
+    )
+    async def bulk_upsert_products(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        shop_id: uuid.UUID,
+        items: list[ProductInput],
+    ) -> BulkUpsertResult:
+        context = info.context
+        await context.spend("expensive")  # first, as REST's middleware spends it
+        context.require_principal()
+        body = BulkIn.model_validate({"items": [_product_in(item) for item in items]})
+        async with context.writing() as session:
+            catalog = await _staff_catalog(info, session, shop_id)
+            created, updated = await catalog.upsert_many(body.items)
+        return BulkUpsertResult(created=created, updated=updated)
 
 
 @strawberry.type(description="A change to one of a shop's products.")

@@ -73,7 +73,7 @@ def _page_size_or_default(field: FieldNode) -> int:
 
 
 # the schema's fields that take `first` (checked against the schema by a test)
-CONNECTION_FIELDS = frozenset({"products", "orders", "memberships"})
+CONNECTION_FIELDS = frozenset({"products", "orders", "memberships", "shopAuditEvents"})
 
 
 def cost_of(document_definitions: Any) -> dict[str, int]:

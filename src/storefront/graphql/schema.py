@@ -20,6 +20,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from graphql import GraphQLError
+from storefront.audit import graphql as audit
 from storefront.catalog import graphql as catalog
 from storefront.graphql.errors import ProblemErrors
 from storefront.graphql.limits import CostCharge, QuerySizeLimit, document_limits_rule
@@ -28,6 +29,7 @@ from storefront.graphql.persisted import PersistedQueries
 from storefront.graphql.storable import StorableStrings
 from storefront.orders import graphql as orders
 from storefront.payments import graphql as payments
+from storefront.sales import graphql as sales
 from storefront.settings import GraphQLSettings
 from storefront.shops import graphql as shops
 from storefront.web.graphql import SCALAR_MAP, BatchFactory, GraphQLContext, LoaderKey
@@ -56,13 +58,22 @@ class ViewerQuery:
 
 
 Query = merge_types(
-    "Query", (ViewerQuery, shops.ShopQuery, catalog.CatalogQuery, orders.OrderQuery)
+    "Query",
+    (
+        ViewerQuery,
+        shops.ShopQuery,
+        catalog.CatalogQuery,
+        orders.OrderQuery,
+        sales.SalesQuery,
+        audit.AuditQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation",
     (
         shops.ShopMutation,
         catalog.CatalogMutation,
+        catalog.CatalogBulkMutation,
         orders.OrderMutation,
         payments.PaymentMutation,
     ),

@@ -21,6 +21,7 @@ from storefront.catalog.graphql import PRODUCT, Product
 from storefront.events import CloudEvent
 from storefront.idempotency import MAX_KEY_LENGTH, StoredResponse
 from storefront.kit.errors import IdempotencyKeyMissing, NotFound, UnprocessableEntity
+from storefront.orders.limits import LIMIT_NAMES, OrderLimitsOut, OrderLimitsPatch, limits_out
 from storefront.orders.models import OrderStatus as OrderStatusValue
 from storefront.orders.schemas import OrderIn
 from storefront.orders.serialise import order_json
@@ -233,6 +234,59 @@ class ViewerOrders:
         )
 
 
+@strawberry.type(
+    description="What one customer may hold unpaid in a shop, and the payment window "
+    "(decision 0118)."
+)
+class OrderLimits:
+    shop_id: strawberry.ID
+    max_line_quantity: int = strawberry.field(description="Units of one product on one order.")
+    max_order_units: int = strawberry.field(description="Units on one order.")
+    max_pending_units: int = strawberry.field(
+        description="Units across one customer's pending orders in the shop (the new order "
+        "included)."
+    )
+    max_pending_stock_percent: int = strawberry.field(
+        description="Share (%) of a product's stock one customer's pending orders may hold; "
+        "never less than stockShareFloorUnits."
+    )
+    stock_share_floor_units: int = strawberry.field(
+        description="Units of one product a customer may always hold (platform setting)."
+    )
+    payment_window_minutes: int = strawberry.field(
+        description="How long a pending order waits for payment before it expires (platform "
+        "setting)."
+    )
+    shop_set: list[str] = strawberry.field(
+        description="The limits this shop set itself (snake_case names, as REST); the others "
+        "are the platform defaults."
+    )
+
+    @classmethod
+    def of(cls, out: OrderLimitsOut) -> OrderLimits:
+        return cls(
+            shop_id=strawberry.ID(str(out.shop_id)),
+            max_line_quantity=out.max_line_quantity,
+            max_order_units=out.max_order_units,
+            max_pending_units=out.max_pending_units,
+            max_pending_stock_percent=out.max_pending_stock_percent,
+            stock_share_floor_units=out.stock_share_floor_units,
+            payment_window_minutes=out.payment_window_minutes,
+            shop_set=list(out.shop_set),
+        )
+
+
+@strawberry.input(
+    description="The limits to change: a field left out stays as it is; null goes back to "
+    "the platform default."
+)
+class OrderLimitsInput:
+    max_line_quantity: int | None = strawberry.UNSET
+    max_order_units: int | None = strawberry.UNSET
+    max_pending_units: int | None = strawberry.UNSET
+    max_pending_stock_percent: int | None = strawberry.UNSET
+
+
 @strawberry.type
 class OrderQuery:
     @strawberry.field(
@@ -273,6 +327,18 @@ class OrderQuery:
             row = await order_service(session, shop_id, context.resources).get(viewer, id)
         return Order.of(viewer, row, row.lines)
 
+    @strawberry.field(
+        description="The shop's hold limits (anyone signed in, as GET /shops/{id}/order-limits)."
+    )
+    async def order_limits(
+        self, info: strawberry.Info[GraphQLContext, None], shop_id: uuid.UUID
+    ) -> OrderLimits:
+        context = info.context
+        context.require_principal()
+        async with context.reading() as session:
+            shop = await ShopService(session).get(shop_id)
+            return OrderLimits.of(limits_out(shop, context.resources.settings.orders))
+
 
 async def _place(
     context: GraphQLContext,
@@ -311,6 +377,33 @@ async def _place(
 
 @strawberry.type
 class OrderMutation:
+    @strawberry.mutation(
+        description="Change the shop's hold limits (owners and staff, as PATCH "
+        "/shops/{id}/order-limits); orders placed afterwards are checked against them."
+    )
+    async def update_order_limits(
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        shop_id: uuid.UUID,
+        input: OrderLimitsInput,
+    ) -> OrderLimits:
+        context = info.context
+        principal = context.require_principal()
+        given = {
+            name: getattr(input, name)
+            for name in LIMIT_NAMES
+            if getattr(input, name) is not strawberry.UNSET
+        }
+        body = OrderLimitsPatch.model_validate(given)
+        values = {
+            name: getattr(body, name) for name in LIMIT_NAMES if name in body.model_fields_set
+        }
+        async with context.writing() as session:
+            shops = ShopService(session)
+            await shops.require_staff(shop_id, principal)
+            shop = await shops.change_hold_limits(shop_id, values)
+            return OrderLimits.of(limits_out(shop, context.resources.settings.orders))
+
     @strawberry.mutation(
         description="Place an order. `idempotencyKey` works as the Idempotency-Key header: "
         "the same key with the same input gives the same order (placed once), with other "

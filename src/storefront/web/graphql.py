@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,9 +19,11 @@ from strawberry.fastapi import BaseContext
 
 from storefront.auth.principal import Principal
 from storefront.events import CloudEvent
+from storefront.infra.ratelimit import parse_policy
 from storefront.infra.replica import format_lsn, parse_lsn
+from storefront.kit.client_address import client_address
 from storefront.kit.db import after_commit, session_scope
-from storefront.kit.errors import Unauthenticated, UnprocessableEntity
+from storefront.kit.errors import DomainError, Unauthenticated, UnprocessableEntity
 from storefront.resources import Resources
 from storefront.telemetry.logging import current_request
 from storefront.web.pagination import (
@@ -60,6 +62,19 @@ class LiveFeed(Protocol):
         ...
 
 
+class RateLimited(DomainError):
+    """A budget of the rate limiter is spent (REST's 429)."""
+
+    status: ClassVar[int] = 429
+    slug: ClassVar[str] = "too-many-requests"
+    title: ClassVar[str] = "Too many requests"
+
+
+# the budgets a REST route may declare instead of the default (``route_policy(rate=...)``)
+# that a GraphQL field spends for the same action
+Budget = Literal["auth", "expensive", "consents"]
+
+
 BatchFactory = Callable[["GraphQLContext"], Callable[[list[Any]], Awaitable[Sequence[Any]]]]
 
 
@@ -91,6 +106,39 @@ class GraphQLContext(BaseContext):
         if self.principal is None:
             raise Unauthenticated("Sign in and send the access token as a Bearer token.")
         return self.principal
+
+    async def spend(self, budget: Budget) -> None:
+        """Spend one call of the budget REST's route for the same action declares
+        (``route_policy(rate=...)``), under the same key as RateLimitMiddleware: "auth" per
+        client address, "expensive" and "consents" per user (else address). One budget for
+        both APIs: GraphQL is no way around REST's limit. Spent: RateLimited
+        (``too-many-requests`` with ``retry_after``)."""
+        resources = self.resources
+        settings = resources.settings
+        if not settings.rate_limit_enabled:
+            return
+        protection = settings.protection
+        rates = {
+            "auth": protection.auth_rate,
+            "expensive": protection.expensive_rate,
+            "consents": protection.consent_rate,
+        }
+        address = "unknown"
+        if self.request is not None:
+            address = client_address(self.request.scope, resources.trusted_proxies)
+        if budget == "auth" or self.principal is None:
+            key = f"addr:{address}"
+        else:
+            key = f"user:{self.principal.user_id}"
+        outcomes = await resources.rate_limiter.hit(parse_policy(budget, rates[budget]), key)
+        refused = [o for o in outcomes if not o.allowed]
+        if refused:
+            retry_after = max(o.reset_seconds for o in refused)
+            names = ", ".join(o.limit.name for o in refused)
+            raise RateLimited(
+                f"Rate limit '{names}' exceeded; retry in {retry_after} s",
+                extra={"retry_after": retry_after},
+            )
 
     def require_live(self) -> LiveFeed:
         if self.live is None:  # pragma: no cover - the app always has one
