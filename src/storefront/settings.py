@@ -237,6 +237,20 @@ class JobsSettings(BaseModel):
         return self
 
 
+def _multihost_url(value: str | None) -> str | None:
+    """A Sentinel address or an AMQP node list, checked at start-up (decisions 0176, 0177);
+    any other URL as given."""
+    from storefront.kit.multihost import amqp_nodes, is_sentinel_url, parse_sentinel_url
+
+    if value is None or not value.strip():
+        return value
+    if is_sentinel_url(value):
+        parse_sentinel_url(value)
+    elif value.strip().lower().startswith(("amqp://", "amqps://")):
+        amqp_nodes(value)
+    return value
+
+
 class EventsSettings(BaseModel):
     """Domain events (STOREFRONT_EVENTS__*): relayed to RabbitMQ when ``broker_url`` (or else
     STOREFRONT_BROKER_URL) is an amqp:// URL, delivered in-process otherwise."""
@@ -250,6 +264,11 @@ class EventsSettings(BaseModel):
     send_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     # a consumer that fails this many deliveries of one event dead-letters it
     max_deliveries: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _valid_nodes(cls, value: str | None) -> str | None:
+        return _multihost_url(value)
 
 
 class SmtpSettings(BaseModel):
@@ -662,6 +681,11 @@ class Settings(BaseSettings):
                     "trailing slash)"
                 )
         return origins
+
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _valid_multihost(cls, value: str | None) -> str | None:
+        return _multihost_url(value)
 
     @field_validator("public_base_url")
     @classmethod

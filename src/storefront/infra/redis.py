@@ -1,28 +1,116 @@
-"""One Redis connection pool per process (full mode); None on the embedded default."""
+"""One Redis connection pool per process (full mode); None on the embedded default.
+
+``STOREFRONT_REDIS_URL`` is a plain ``redis://`` URL or a Sentinel address,
+``redis+sentinel://h1:26379,h2:26379,h3:26379/service[/db]`` (decision 0176): the pool then asks
+the sentinels for the master of ``service`` whenever it opens a connection, so after a failover
+new connections go to the new master, and a connection still open to a demoted master is
+dropped on its first READONLY reply.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection, SSLConnection
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+
+from storefront.kit.multihost import SentinelAddress, is_sentinel_url, parse_sentinel_url
 
 MAX_CONNECTIONS = 64
 # how long a caller waits for a pooled connection when all are busy: as long as one command
 # may take, so a burst queues briefly instead of failing
 POOL_WAIT_SECONDS = 1.0
+# a sentinel that does not answer within this is skipped for the next one
+SENTINEL_TIMEOUT_SECONDS = 0.5
+
+
+class FollowingSentinelConnection(SentinelManagedConnection):
+    """A connection that asks the sentinels where the master is whenever it (re)connects.
+
+    redis-py's Sentinel connection resolves the address only in ``connect()``; a command
+    sent on a dropped connection reconnects through ``connect_check_health()`` instead, to
+    the address it had: a single-connection client (the response cache's generation reader,
+    ``Redis.client()``) or a retried command kept dialling the dead master after a failover,
+    and the cache bypassed Redis for good. Here every reconnect goes through ``connect()``."""
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self.is_connected:
+            await self.connect()  # type: ignore[no-untyped-call]
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        self.host, self.port = address
+        await Connection.connect_check_health(
+            self, check_health=self.connection_pool.check_connection, retry_socket_connect=False
+        )
+
+
+class FollowingSentinelSSLConnection(FollowingSentinelConnection, SSLConnection):
+    pass
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A Sentinel-managed pool that waits for a free connection like the plain one (see
+    :func:`create_redis`) and closes its clients of the sentinels with itself."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.sentinel_manager.aclose()
+
+
+def create_pool(
+    url: str,
+    *,
+    max_connections: int | None = MAX_CONNECTIONS,
+    timeout: float | None = POOL_WAIT_SECONDS,
+    socket_timeout: float | None = 1.0,
+) -> BlockingConnectionPool:
+    """A blocking pool on ``url``: a plain Redis URL or a Sentinel address.
+
+    Blocking: more concurrent callers than connections wait for one to come back (the plain
+    pool raises MaxConnectionsError, which the rate limiter and the cache read as "Redis is
+    down" and fall back from, under exactly the load they exist for). ``socket_timeout``:
+    None for a pool whose commands block on purpose (the job stream's XREADGROUP)."""
+    # RESP2 explicitly: redis-py 8 defaults to RESP3, whose push messages change how
+    # client-side caching invalidations arrive; every feature here is written for RESP2.
+    options: dict[str, Any] = {
+        "protocol": 2,
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": socket_timeout,
+        "health_check_interval": 15,
+        "max_connections": max_connections,
+        "timeout": timeout,
+    }
+    if is_sentinel_url(url):
+        return sentinel_pool(parse_sentinel_url(url), **options)
+    return BlockingConnectionPool.from_url(url, **options)
+
+
+def sentinel_pool(address: SentinelAddress, **options: Any) -> BlockingSentinelConnectionPool:
+    sentinel_options: dict[str, Any] = {
+        "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+        "socket_timeout": SENTINEL_TIMEOUT_SECONDS,
+        "protocol": 2,
+    }
+    if address.sentinel_password is not None:
+        sentinel_options["password"] = address.sentinel_password
+    sentinel = Sentinel(list(address.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    connection_class: type[Connection] = (
+        FollowingSentinelSSLConnection if address.tls else FollowingSentinelConnection
+    )
+    return BlockingSentinelConnectionPool(  # type: ignore[no-untyped-call]
+        address.service,
+        sentinel,
+        db=address.db,
+        username=address.username,
+        password=address.password,
+        connection_class=connection_class,
+        **options,
+    )
 
 
 def create_redis(url: str) -> Redis:
-    # A blocking pool: more concurrent callers than connections wait for one to come back
-    # (the plain pool raises MaxConnectionsError, which the rate limiter and the cache read
-    # as "Redis is down" and fall back from, under exactly the load they exist for).
-    # RESP2 explicitly: redis-py 8 defaults to RESP3, whose push messages change how
-    # client-side caching invalidations arrive; every feature here is written for RESP2.
-    pool = BlockingConnectionPool.from_url(
-        url,
-        protocol=2,
-        socket_connect_timeout=1.0,
-        socket_timeout=1.0,
-        health_check_interval=15,
-        max_connections=MAX_CONNECTIONS,
-        timeout=POOL_WAIT_SECONDS,
-    )
-    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+    """The process's client on ``url``; it owns the pool (aclose() closes it)."""
+    return Redis.from_pool(create_pool(url))

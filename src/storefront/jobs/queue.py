@@ -16,7 +16,8 @@ The broker comes from ``STOREFRONT_BROKER_URL``:
   to it is gone if the process dies before it ran: there is no durable queue);
 - ``redis://``: ``taskiq_redis.RedisStreamBroker`` (a Redis stream with a consumer group:
   acknowledged after the job ran, reclaimed from a dead worker; its listener outlives a
-  Redis outage: ``platform.redis_stream``);
+  Redis outage: ``platform.redis_stream``); ``redis+sentinel://h1:p1,h2:p2/service`` the same
+  on the master the sentinels name (decision 0176);
 - ``amqp://``: ``taskiq_aio_pika.AioPikaBroker`` on RabbitMQ (durable quorum queue,
   persistent messages, acknowledged after the job ran).
 
@@ -139,7 +140,7 @@ def create_broker(
     if url is None:
         return InMemoryBroker(max_async_tasks=concurrency)
     scheme = urlsplit(url).scheme
-    if scheme in {"redis", "rediss", "unix"}:
+    if scheme in {"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"}:
         # taskiq-redis's broker, with a listener that outlives a Redis outage (decision 0130)
         from storefront.jobs.redis_stream import ReconnectingRedisStreamBroker
 
@@ -151,7 +152,6 @@ def create_broker(
             # reclaim a message from a dead worker only after any live one would be done
             idle_timeout=int((max_delay + 300) * 1000),
             xread_count=concurrency,
-            protocol=2,
         )
     if scheme in {"amqp", "amqps"}:
         from taskiq_aio_pika import AioPikaBroker, Exchange, Queue

@@ -19,7 +19,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import anyio
 from fastapi import APIRouter, Request
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import JSONResponse, Response
 
 from storefront.infra.availability import dependency, spawn
+from storefront.kit.multihost import url_hosts
 from storefront.migration_head import schema_compatible
 from storefront.resources import Resources
 from storefront.telemetry import metrics
@@ -106,14 +106,21 @@ _DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "amqp": 5672, "amqps": 5671}
 
 
 async def check_broker(url: str, within: float = CHECK_TIMEOUT_SECONDS) -> dict[str, Any]:
-    """The job broker accepts a TCP connection (its client library connects on startup)."""
-    parts = urlsplit(url)
+    """The job broker accepts a TCP connection (its client library connects on startup):
+    one of the nodes of a cluster's URL, one of the sentinels of a Sentinel address."""
 
     async def connect() -> None:
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
-        stream = await anyio.connect_tcp(host, port)
-        await stream.aclose()
+        failure: OSError | None = None
+        for host, port in url_hosts(url, _DEFAULT_PORTS):
+            try:
+                stream = await anyio.connect_tcp(host, port)
+            except OSError as exc:
+                failure = exc
+                continue
+            await stream.aclose()
+            return
+        if failure is not None:
+            raise failure
 
     return await _timed(connect, within)
 

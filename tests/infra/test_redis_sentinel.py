@@ -1,0 +1,225 @@
+"""Redis through Sentinel (decision 0176): a real master, replica and three sentinels of the
+test's own; the master is SIGKILLed, the sentinels promote the replica, and every user of the
+process's pool (plain commands, the rate limiter, the response cache, the job stream broker,
+pub/sub) carries on against the new master."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from limits import parse
+from redis import Redis as SyncRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from taskiq import BrokerMessage
+
+from storefront.cache.response_cache import ResponseCache, make_entry
+from storefront.infra.ratelimit import DistributedRateLimiter, Limit
+from storefront.infra.redis import BlockingSentinelConnectionPool, create_redis
+from storefront.jobs.redis_stream import ReconnectingRedisStreamBroker
+from tests.conftest import require_or_skip
+from tests.support.sentinel import SentinelGroup
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[SentinelGroup]:
+    require_or_skip(None if shutil.which("redis-server") else "redis-server is not installed")
+    group = SentinelGroup(tmp_path)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    """Until ``check()`` is true (a Redis error counts as not yet)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if await check():
+                return
+        except (RedisError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s")
+        await asyncio.sleep(0.05)
+
+
+def keys_on(port: int, pattern: str) -> list[bytes]:
+    client = SyncRedis(port=port)
+    try:
+        return list(client.scan_iter(match=pattern))
+    finally:
+        client.close()
+
+
+async def test_a_sentinel_url_gives_a_pool_on_the_master(sentinels: SentinelGroup) -> None:
+    redis = create_redis(sentinels.url)
+    try:
+        assert isinstance(redis.connection_pool, BlockingSentinelConnectionPool)
+        await redis.set("k", "v")
+        master = sentinels.master_port()
+        assert keys_on(master, "k") == [b"k"]
+        assert (await redis.info("server"))["tcp_port"] == master
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture
+async def stream_broker(sentinels: SentinelGroup) -> AsyncIterator[ReconnectingRedisStreamBroker]:
+    queue = f"test.jobs.{uuid.uuid4().hex[:8]}"
+    broker = ReconnectingRedisStreamBroker(
+        sentinels.url,
+        queue_name=queue,
+        consumer_group_name=queue,
+        consumer_id="0",
+        xread_block=200,
+    )
+    broker.is_worker_process = True
+    await broker.startup()
+    try:
+        yield broker
+    finally:
+        await broker.shutdown()
+
+
+def message(body: bytes) -> BrokerMessage:
+    return BrokerMessage(task_id=uuid.uuid4().hex, task_name="t", message=body, labels={})
+
+
+async def test_every_redis_user_follows_a_failover(
+    sentinels: SentinelGroup, stream_broker: ReconnectingRedisStreamBroker
+) -> None:
+    redis = create_redis(sentinels.url)
+    limiter = DistributedRateLimiter(
+        redis, prefix="sf:", strategy="moving-window", timeout_seconds=0.5, retry_seconds=0.2
+    )
+    cache = ResponseCache(redis=redis, prefix="sf:")
+    limit = Limit("test", parse("1000/minute"))
+    received: list[bytes] = []
+
+    async def consume() -> None:
+        async for delivered in stream_broker.listen():
+            received.append(delivered.data)
+            result = delivered.ack()
+            if isinstance(result, Awaitable):
+                await result
+
+    consumer = asyncio.create_task(consume())
+
+    async def compute() -> Any:
+        return make_entry(b"body")
+
+    try:
+        # before: everything on the first master
+        await limiter.hit([limit], "client")
+        assert limiter.backend == "redis"
+        _, source = await cache.get_or_compute("product", "p1", ["product:1"], compute)
+        assert source == "miss"
+        await stream_broker.kick(message(b"before"))
+        await eventually(lambda: _true(b"before" in received))
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe("sf:live")
+
+        old = sentinels.kill_master()
+        # while the sentinels decide, the limiter stands in with memory (never an error)
+        await limiter.hit([limit], "client")
+        new = sentinels.wait_for_new_master(old)
+        assert new != old
+
+        # plain commands: on the new master
+        await eventually(lambda: _set(redis, "after", "1"))
+        assert keys_on(new, "after") == [b"after"]
+
+        # the rate limiter heals: back on Redis, its counters on the new master
+        async def limiter_back() -> bool:
+            await limiter.hit([limit], "client")
+            return limiter.backend == "redis"
+
+        await eventually(limiter_back)
+        assert keys_on(new, "sf:ratelimit*")
+
+        # the cache: no longer bypassing Redis, its entries written to the new master
+        async def cache_back() -> bool:
+            await cache.invalidate(["product:1"])
+            _, source = await cache.get_or_compute("product", "p1", ["product:1"], compute)
+            return source == "miss"
+
+        await eventually(cache_back)
+        assert keys_on(new, "sf:cache:*")
+
+        # the job stream: a job sent after the failover is delivered
+        async def kicked() -> bool:
+            await stream_broker.kick(message(b"after"))
+            return True
+
+        await eventually(kicked)
+        await eventually(lambda: _true(b"after" in received))
+
+        # pub/sub: a new subscription on the new master hears a publish
+        await pubsub.aclose()
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        await eventually(lambda: _subscribe(pubsub, "sf:live"))
+        await redis.publish("sf:live", "hello")
+
+        async def heard() -> bool:
+            got = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            return got is not None and got["data"] == b"hello"
+
+        await eventually(heard)
+        await pubsub.aclose()
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await limiter.aclose()
+        await cache.aclose()
+        await redis.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _set(redis: Any, key: str, value: str) -> bool:
+    return bool(await redis.set(key, value))
+
+
+async def _subscribe(pubsub: Any, channel: str) -> bool:
+    await pubsub.subscribe(channel)
+    return True
+
+
+async def test_a_sentinel_down_is_skipped(sentinels: SentinelGroup) -> None:
+    """The first sentinel listed refuses connections: the pool asks the next."""
+    from tests.support.servers import free_port
+
+    dead = free_port()
+    url = sentinels.url.replace("redis+sentinel://", f"redis+sentinel://127.0.0.1:{dead},")
+    redis = create_redis(url)
+    try:
+        await redis.set("k", "v")
+        assert await redis.get("k") == b"v"
+    finally:
+        await redis.aclose()
+
+
+async def test_no_sentinel_answers_is_a_connection_error() -> None:
+    """What the rate limiter and the cache take for "Redis is down" (and fall back from)."""
+    from tests.support.servers import free_port
+
+    redis = create_redis(f"redis+sentinel://127.0.0.1:{free_port()}/storefront")
+    try:
+        with pytest.raises(RedisConnectionError):
+            await redis.ping()
+    finally:
+        await redis.aclose()
