@@ -28,6 +28,7 @@ from storefront.events.envelope import (
     EventType,
     encode,
 )
+from storefront.infra.amqp import cluster_options
 
 RETRY_BASE_SECONDS = 0.2  # before the first redelivery of a failed event; doubled each time
 RETRY_CAP_SECONDS = 10.0
@@ -108,14 +109,18 @@ def build_broker(
     the AsyncAPI document describes). ``sessionmaker``: where consumers write (None: the
     broker is only described, never run)."""
     topology = Topology(exchange)
+    # one node, or the nodes of a cluster tried in turn (decision 0177)
+    first, options = cluster_options(url)
     broker = RabbitBroker(
-        url,
+        first,
         specification_url=SPECIFICATION_URL,
         description="Storefront's domain events, CloudEvents 1.0 in structured JSON mode.",
         fail_fast=True,
         reconnect_interval=1.0,
         log_level=10,  # FastStream's per-message lines at DEBUG: the consumers log outcomes
     )
+    # FastStream hands its connection options to aio-pika's connect_robust as they are
+    broker._connection_kwargs.update(options)
     for event_type in EventType:
         broker.publisher(
             exchange=topology.exchange,

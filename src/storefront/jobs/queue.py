@@ -19,7 +19,8 @@ The broker comes from ``STOREFRONT_BROKER_URL``:
   Redis outage: ``platform.redis_stream``); ``redis+sentinel://h1:p1,h2:p2/service`` the same
   on the master the sentinels name (decision 0176);
 - ``amqp://``: ``taskiq_aio_pika.AioPikaBroker`` on RabbitMQ (durable quorum queue,
-  persistent messages, acknowledged after the job ran).
+  persistent messages, acknowledged after the job ran); ``amqp://u:p@h1:p1,h2:p2/`` names
+  the nodes of a cluster, connected to in turn (decision 0177).
 
 Failures are retried with exponential back-off and jitter (:class:`BackoffRetryMiddleware`).
 The delay is waited inside the worker *before* the failed message is acknowledged, so a
@@ -154,7 +155,9 @@ def create_broker(
             xread_count=concurrency,
         )
     if scheme in {"amqp", "amqps"}:
-        from taskiq_aio_pika import AioPikaBroker, Exchange, Queue
+        from taskiq_aio_pika import AioPikaBroker, Exchange, Queue, QueueType
+
+        from storefront.infra.amqp import cluster_options
 
         # one line per failed connection attempt: the broker's status says it once instead
         logging.getLogger("aiormq.connection").addFilter(_drop_connect_failures)
@@ -162,12 +165,16 @@ def create_broker(
         logging.getLogger("aiormq.connection").addFilter(_note_connection_lost)
         logging.getLogger("aio_pika.tools").addFilter(_drop_close_callback_errors)
 
+        # one node, or the nodes of a cluster tried in turn (decision 0177); the queues are
+        # quorum queues (taskiq-aio-pika's default type), replicated across the cluster
+        first, options = cluster_options(url)
         return AioPikaBroker(
-            url,
+            first,
             exchange=Exchange(name=queue),
-            task_queues=[Queue(name=queue)],
-            dead_letter_queue=Queue(name=f"{queue}.dead_letter"),
+            task_queues=[Queue(name=queue, type=QueueType.QUORUM)],
+            dead_letter_queue=Queue(name=f"{queue}.dead_letter", type=QueueType.QUORUM),
             qos=concurrency,
+            **options,
         )
     raise ValueError(
         f"STOREFRONT_BROKER_URL: unsupported scheme {scheme!r} (use redis:// or amqp://)"

@@ -119,6 +119,14 @@ def amqp_nodes(url: str) -> tuple[str, ...]:
     return tuple(nodes)
 
 
+def amqp_hosts(url: str) -> tuple[Host, ...]:
+    """The (host, port) of each node of an AMQP URL, in the order given."""
+    scheme, _, hosts, _ = _split(url)
+    if scheme not in AMQP_PORTS:
+        raise ValueError(f"{scheme!r} is not an AMQP scheme (amqp://, amqps://)")
+    return parse_hosts(hosts or "localhost", default_port=AMQP_PORTS[scheme])
+
+
 def url_hosts(url: str, default_ports: dict[str, int]) -> tuple[Host, ...]:
     """Every host of a one- or many-host URL, for a reachability check: a Sentinel URL's
     sentinels, an AMQP URL's nodes."""
