@@ -194,3 +194,20 @@ image-test: image
 
 compose-test: image
 	sh deploy/compose/test.sh
+
+# The loopback production-shaped cluster and its availability drills (docs/availability.md,
+# decisions 0179-0181): PostgreSQL (Patroni), Redis (Sentinel), RabbitMQ (3 nodes) and the API
+# tier (2 instances x workers = cores, 2 job workers, HAProxy :8100). CLUSTER_COMPONENTS=""
+# runs the API tier alone against this machine's own services. `make drill` runs every drill
+# whose scripts exist against the running cluster and writes bench/reports/drills-*.md/.json;
+# DRILL=<name> runs one (`.venv/bin/python -m bench.drills --list`), DRILL_ARGS=--short the
+# short CI mode (one failover).
+.PHONY: cluster-up cluster-down drill
+cluster-up: install
+	bash deploy/cluster/up.sh
+
+cluster-down:
+	bash deploy/cluster/down.sh
+
+drill: install
+	$(BIN)/python -m bench.drills $(if $(DRILL),--drill $(DRILL)) $(DRILL_ARGS)

@@ -1,0 +1,181 @@
+"""`make drill`: run the availability drills against the running loopback cluster.
+
+    .venv/bin/python -m bench.drills [--drill NAME ...] [--short] [--rate 10] [--list]
+
+Needs `make cluster-up` first. Each drill: a fresh shop and customers (set-up, not measured),
+``--before`` seconds of load, the fault, the drill's own settle time of load, then the heal
+(outside the window) and the lost-write check through the write address. Every drill whose
+scripts are in the tree runs, in order; the report goes to bench/reports/drills-<stamp>.md and
+.json. ``--short``: one failover (the PostgreSQL primary when that tier is deployed, else an
+API instance) with a shorter window, for CI. Exit status: 0 every drill passed, 1 a drill
+failed its targets, 2 usage or the cluster is not up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+
+from bench.drills.faults import BY_NAME, DRILLS, REPO, Context, Drill, FaultFailed, wait_balanced
+from bench.drills.load import DEFAULT_RATE, Load, LoadConfig, SetupFailed
+from bench.drills.report import DrillResult, write
+from bench.drills.stats import summarize
+from bench.drills.writes import check_writes, stored_orders
+
+
+def cluster_dir() -> Path:
+    return Path(os.environ.get("STOREFRONT_CLUSTER_DIR") or REPO / ".cluster")
+
+
+def where(component: str) -> str:
+    """Whether the API tier reaches this component's cluster or this machine's own service."""
+    env = cluster_dir() / component / "storefront.env"
+    return "its cluster" if env.is_file() else "this machine's own"
+
+
+def database_url() -> str:
+    """The write address the API tier uses (its env file: the last assignment wins)."""
+    env = cluster_dir() / "api" / "storefront.env"
+    url = ""
+    for line in env.read_text().splitlines():
+        if line.startswith("STOREFRONT_DATABASE_URL="):
+            url = line.split("=", 1)[1].strip().strip("'\"")
+    if not url:
+        raise SystemExit(f"no STOREFRONT_DATABASE_URL in {env}: is the cluster up?")
+    return url
+
+
+async def run_drill(drill: Drill, config: LoadConfig, before: float, log: Path) -> DrillResult:
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    result = DrillResult(drill.name, drill.fault, drill.expect, started)
+    print(f"drill {drill.name}: {drill.fault}", flush=True)
+    await wait_balanced()
+    connector = aiohttp.TCPConnector(limit=1000)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        load = Load(config, session)
+        try:
+            await load.setup()
+        except SetupFailed as exc:
+            result.errors.append(f"set-up failed: {exc}")
+            return result
+        ctx = Context(load.clock, log)
+        stop = asyncio.Event()
+        running = asyncio.create_task(load.run(stop))
+        await asyncio.sleep(before)
+        try:
+            await drill.inject(ctx)
+            await asyncio.sleep(drill.settle)
+        except FaultFailed as exc:
+            result.errors.append(str(exc))
+        ctx.mark("load stops")
+        stop.set()
+        await running
+        ctx.mark(f"last request answered ({len(load.outcomes)} requests)")
+    if drill.heal is not None:
+        try:
+            await drill.heal(ctx)
+        except FaultFailed as exc:
+            result.errors.append(f"heal: {exc}")
+    result.events, result.fault_at = ctx.events, ctx.fault_at
+    result.summary = summarize(load.outcomes, ctx.fault_at, load.window_s)
+    try:
+        stored = await stored_orders(database_url(), load.shop_id)
+    except (OSError, TimeoutError) as exc:
+        result.errors.append(f"lost-write check: the database did not answer: {exc}")
+    else:
+        result.writes = check_writes(load.intents, load.acks, stored, load.paid_acks)
+    verdicts = result.verdicts()
+    print(
+        f"drill {drill.name}: {'PASS' if result.passed else 'FAIL'} "
+        + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in verdicts.items()),
+        flush=True,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--drill", action="append", choices=sorted(BY_NAME), help="only these")
+    parser.add_argument("--short", action="store_true", help="one failover, short window (CI)")
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="requests/s")
+    parser.add_argument("--customers", type=int, default=16)
+    parser.add_argument("--before", type=float, default=15.0, help="load before the fault (s)")
+    parser.add_argument("--base-url", default="http://127.0.0.1:8100")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "reports")
+    parser.add_argument("--list", action="store_true", help="list the drills and exit")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for drill in DRILLS:
+            missing = drill.missing()
+            state = f"needs {', '.join(missing)}" if missing else "available"
+            print(f"{drill.name:24} {state}: {drill.fault}")
+        return 0
+    chosen = [BY_NAME[name] for name in args.drill] if args.drill else list(DRILLS)
+    before = args.before
+    if args.short:
+        preferred = BY_NAME["postgres-primary-kill"]
+        drill = preferred if not preferred.missing() else BY_NAME["api-kill"]
+        chosen, before = [replace(drill, settle=min(drill.settle, 30.0))], 10.0
+
+    config = LoadConfig(base_url=args.base_url, rate=args.rate, customers=args.customers)
+    now = dt.datetime.now(dt.UTC)
+    log = cluster_dir() / "drills.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    context = {
+        "started_at": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "stamp": now.strftime("%Y%m%d-%H%M"),
+        "command": "python -m bench.drills "
+        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "rate": config.rate,
+        "mix": ", ".join(f"{kind} {share:.0%}" for kind, share in config.mix),
+        "customers": config.customers,
+        "before_s": before,
+        "machine": f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the start",
+        "cluster": ", ".join(f"{c}: {where(c)}" for c in ("postgres", "redis", "rabbitmq")),
+    }
+
+    async def everything() -> list[DrillResult]:
+        results = []
+        for drill in chosen:
+            missing = drill.missing()
+            if missing:
+                print(f"drill {drill.name}: skipped (needs {', '.join(missing)})")
+                results.append(
+                    DrillResult(
+                        drill.name,
+                        drill.fault,
+                        drill.expect,
+                        "",
+                        skipped=f"needs {', '.join(missing)}",
+                    )
+                )
+                continue
+            results.append(await run_drill(drill, config, before, log))
+        return results
+
+    try:
+        results = asyncio.run(everything())
+    except FaultFailed as exc:
+        print(f"drills: {exc}", file=sys.stderr)
+        return 2
+    path = write(results, context, args.out)
+    print(f"report: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    ran = [r for r in results if not r.skipped]
+    return 0 if ran and all(r.passed for r in ran) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
