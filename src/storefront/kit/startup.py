@@ -27,8 +27,14 @@ EXIT_REFUSED = 1  # the command ran and refused (or found a problem): see its me
 EXIT_CONFIG = 2  # a setting is missing or invalid (and command-line usage errors)
 EXIT_UNAVAILABLE = 3  # a dependency (database, Redis, broker) is unreachable or refuses us
 
-# STOREFRONT_* variables that are not settings: the test suite's, the benchmark's, the fuzzer's
-NOT_SETTINGS_PREFIXES = ("STOREFRONT_TEST_", "STOREFRONT_BENCH_", "STOREFRONT_FUZZ_")
+# STOREFRONT_* variables that are not settings: the test suite's, the benchmark's, the fuzzer's,
+# the loopback cluster scripts' (STOREFRONT_CLUSTER_DIR, deploy/cluster)
+NOT_SETTINGS_PREFIXES = (
+    "STOREFRONT_TEST_",
+    "STOREFRONT_BENCH_",
+    "STOREFRONT_FUZZ_",
+    "STOREFRONT_CLUSTER_",
+)
 
 
 @dataclass(frozen=True, slots=True)
