@@ -33,6 +33,7 @@ from storefront.sales import graphql as sales
 from storefront.settings import GraphQLSettings
 from storefront.shops import graphql as shops
 from storefront.web.graphql import SCALAR_MAP, BatchFactory, GraphQLContext, LoaderKey
+from storefront.webhooks import graphql as webhooks
 
 
 # the caller, from two domains: shops knows who they are and their shops, orders (above
@@ -66,6 +67,7 @@ Query = merge_types(
         orders.OrderQuery,
         sales.SalesQuery,
         audit.AuditQuery,
+        webhooks.WebhookQuery,
     ),
 )
 Mutation = merge_types(
@@ -76,6 +78,7 @@ Mutation = merge_types(
         catalog.CatalogBulkMutation,
         orders.OrderMutation,
         payments.PaymentMutation,
+        webhooks.WebhookMutation,
     ),
 )
 
