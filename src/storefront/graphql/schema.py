@@ -27,6 +27,7 @@ from storefront.graphql.limits import CostCharge, QuerySizeLimit, document_limit
 from storefront.graphql.observability import OperationTelemetry
 from storefront.graphql.persisted import PersistedQueries
 from storefront.graphql.storable import StorableStrings
+from storefront.identity import graphql as identity
 from storefront.orders import graphql as orders
 from storefront.payments import graphql as payments
 from storefront.sales import graphql as sales
@@ -36,12 +37,12 @@ from storefront.web.graphql import SCALAR_MAP, BatchFactory, GraphQLContext, Loa
 from storefront.webhooks import graphql as webhooks
 
 
-# the caller, from two domains: shops knows who they are and their shops, orders (above
-# shops, which may not import it) their orders
+# the caller, from three domains: shops knows who they are and their shops, orders (above
+# shops, which may not import it) their orders, identity their sessions
 @strawberry.type(
     name="Viewer", description="The signed-in caller: who they are, their shops, their orders."
 )
-class Viewer(shops.Viewer, orders.ViewerOrders):
+class Viewer(shops.Viewer, orders.ViewerOrders, identity.ViewerAccount):
     pass
 
 
@@ -73,6 +74,7 @@ Query = merge_types(
 Mutation = merge_types(
     "Mutation",
     (
+        identity.IdentityMutation,
         shops.ShopMutation,
         catalog.CatalogMutation,
         catalog.CatalogBulkMutation,
