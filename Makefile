@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: install run test test-fast lint fmt migrate seed clean bench-export bench security
-.PHONY: bench-wrk bench-gate
+.PHONY: bench-wrk bench-gate bench-partitioning
 .PHONY: api-contract migration-lint n-minus-1
 .DEFAULT_GOAL := run
 
@@ -110,6 +110,12 @@ fmt: install
 # export memory: RSS of the server while it streams 1,000,000 orders (local PostgreSQL)
 bench-export: install
 	$(BIN)/python bench/export_memory.py $(BENCH_EXPORT_ARGS)
+
+# partitioning (decision 0169): one shop's recent orders on 5,000,000 orders, plain against
+# hash-by-shop and range-by-month partitions, in a scratch PostgreSQL 15 cluster of its own
+# (about 5 minutes); writes bench/reports/<date>-<time>-partitioning.md
+bench-partitioning: install
+	$(BIN)/python -m bench.partitioning $(BENCH_PARTITIONING_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
