@@ -30,6 +30,7 @@ from storefront.graphql.storable import StorableStrings
 from storefront.identity import graphql as identity
 from storefront.orders import graphql as orders
 from storefront.payments import graphql as payments
+from storefront.privacy import graphql as privacy
 from storefront.sales import graphql as sales
 from storefront.settings import GraphQLSettings
 from storefront.shops import graphql as shops
@@ -37,12 +38,13 @@ from storefront.web.graphql import SCALAR_MAP, BatchFactory, GraphQLContext, Loa
 from storefront.webhooks import graphql as webhooks
 
 
-# the caller, from three domains: shops knows who they are and their shops, orders (above
-# shops, which may not import it) their orders, identity their sessions
+# the caller, from four domains: shops knows who they are and their shops, orders (above
+# shops, which may not import it) their orders, identity their sessions, privacy their
+# exports and consents
 @strawberry.type(
     name="Viewer", description="The signed-in caller: who they are, their shops, their orders."
 )
-class Viewer(shops.Viewer, orders.ViewerOrders, identity.ViewerAccount):
+class Viewer(shops.Viewer, orders.ViewerOrders, identity.ViewerAccount, privacy.ViewerPrivacy):
     pass
 
 
@@ -75,6 +77,7 @@ Mutation = merge_types(
     "Mutation",
     (
         identity.IdentityMutation,
+        privacy.PrivacyMutation,
         shops.ShopMutation,
         catalog.CatalogMutation,
         catalog.CatalogBulkMutation,
