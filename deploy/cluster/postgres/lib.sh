@@ -14,8 +14,16 @@ BACKREST_CONF=$STATE/backrest/pgbackrest.conf
 
 NODES=(pg1 pg2)
 # the nodes' PostgreSQL ports can be moved (CLUSTER_PG1_PORT, CLUSTER_PG2_PORT) when
-# something else holds them; HAProxy's ports stay
-declare -A PG_PORT=([pg1]=${CLUSTER_PG1_PORT:-5441} [pg2]=${CLUSTER_PG2_PORT:-5442})
+# something else holds them; HAProxy's ports stay. up.sh keeps the choice in ports.env, so a
+# later run without the variables (make cluster-up) does not move a node back.
+_pg1_env=${CLUSTER_PG1_PORT:-} _pg2_env=${CLUSTER_PG2_PORT:-}
+if [ -f "$STATE/ports.env" ]; then
+  # shellcheck disable=SC1091
+  . "$STATE/ports.env"
+fi
+CLUSTER_PG1_PORT=${_pg1_env:-${CLUSTER_PG1_PORT:-5441}}
+CLUSTER_PG2_PORT=${_pg2_env:-${CLUSTER_PG2_PORT:-5442}}
+declare -A PG_PORT=([pg1]=$CLUSTER_PG1_PORT [pg2]=$CLUSTER_PG2_PORT)
 declare -A REST_PORT=([pg1]=8441 [pg2]=8442)
 declare -A RAFT_PORT=([pg1]=5461 [pg2]=5462)
 WITNESS_RAFT_PORT=5463

@@ -21,14 +21,16 @@ for node in "${targets[@]}"; do
   # a killed node's postmaster.pid is stale: Patroni starts PostgreSQL over it (crash recovery)
   start_patroni "$node"
 done
+# back when it runs (as a replica, or as the primary again if it came back before its leader
+# key lapsed and kept it) and the primary has a streaming synchronous standby
 for node in "${targets[@]}"; do
   deadline=$((SECONDS + 300))
-  until [ "$(node_role "$node")" = replica ] && [ "$(psql_at "$WRITE_PORT" postgres -At -c \
-    "select sync_state from pg_stat_replication where application_name = '$node' and state = 'streaming'" \
-    2>/dev/null)" = sync ]; do
-    [ $SECONDS -lt $deadline ] || die "$node is not a streaming synchronous standby after 300 s (see $STATE/$node/log)"
+  until role=$(node_role "$node") && [ -n "$role" ] && [ "$(psql_at "$WRITE_PORT" postgres -At -c \
+    "select count(*) from pg_stat_replication where state = 'streaming' and sync_state = 'sync'" \
+    2>/dev/null)" = 1 ]; do
+    [ $SECONDS -lt $deadline ] || die "$node: no streaming synchronous standby after 300 s (see $STATE/$node/log)"
     sleep 1
   done
-  log "$node is back: a streaming synchronous standby after" \
+  log "$node is back as the $role, the cluster has a streaming synchronous standby again, after" \
     "$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 done

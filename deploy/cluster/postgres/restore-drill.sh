@@ -57,20 +57,20 @@ set -a
 . "$DRILL/app.env"
 set +a
 export STOREFRONT_ENVIRONMENT=development
-app_url() { echo "postgresql://storefront:$PG_STOREFRONT_PASSWORD@127.0.0.1:$1/$DB"; }
+app_url() { echo "postgresql://storefront:$PG_APP_PASSWORD@127.0.0.1:$1/$DB"; }
 export STOREFRONT_DATABASE_URL
 STOREFRONT_DATABASE_URL=$(app_url "$WRITE_PORT")
 "$STOREFRONT" migrate | tail -n 1
 "$STOREFRONT" seed >/dev/null
 "$PY" "$CHECK" write --customers 10
 
-PGPASSWORD=$PG_STOREFRONT_PASSWORD "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$WRITE_PORT" -U storefront \
+PGPASSWORD=$PG_APP_PASSWORD "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$WRITE_PORT" -U storefront \
   -d "$DB" -c "create table drill_ticks (n bigint primary key, at timestamptz not null)"
 ticker() {
   local n=0 at
   while [ ! -f "$DRILL/stop-ticker" ]; do
     n=$((n + 1))
-    if at=$(PGPASSWORD=$PG_STOREFRONT_PASSWORD PGCONNECT_TIMEOUT=2 "$PGBIN/psql" -X -q -At \
+    if at=$(PGPASSWORD=$PG_APP_PASSWORD PGCONNECT_TIMEOUT=2 "$PGBIN/psql" -X -q -At \
       -h 127.0.0.1 -p "$WRITE_PORT" -U storefront -d "$DB" -c \
       "insert into drill_ticks values ($n, clock_timestamp()) returning extract(epoch from at)" \
       2>/dev/null); then
@@ -94,10 +94,10 @@ target=$(psql_at "$WRITE_PORT" postgres -At -c "select clock_timestamp()")
 target_epoch=$(psql_at "$WRITE_PORT" postgres -At -c "select extract(epoch from timestamptz '$target')")
 archive_lag=$(psql_at "$WRITE_PORT" postgres -At -c \
   "select round(extract(epoch from now() - last_archived_time)::numeric, 1) from pg_stat_archiver")
-PGPASSWORD=$PG_STOREFRONT_PASSWORD PGOPTIONS='-c client_min_messages=warning' "$PGBIN/psql" -X -q \
+PGPASSWORD=$PG_APP_PASSWORD PGOPTIONS='-c client_min_messages=warning' "$PGBIN/psql" -X -q \
   -h 127.0.0.1 -p "$WRITE_PORT" -U storefront -d "$DB" -c "truncate orders cascade"
 report "target T = $target; the mistake right after it: TRUNCATE orders CASCADE in $DB"
-report "orders on the live cluster now: $(PGPASSWORD=$PG_STOREFRONT_PASSWORD "$PGBIN/psql" -X -At \
+report "orders on the live cluster now: $(PGPASSWORD=$PG_APP_PASSWORD "$PGBIN/psql" -X -At \
   -h 127.0.0.1 -p "$WRITE_PORT" -U storefront -d "$DB" -c 'select count(*) from orders')" \
   "(before: $(awk '$1 == "orders" { print $2 }' "$DRILL/counts.before"))"
 sleep 1
@@ -170,13 +170,13 @@ else
   failed=1
 fi
 # ticks: every acknowledged tick committed up to T is back; the newest one gives the RPO
-PGPASSWORD=$PG_STOREFRONT_PASSWORD "$PGBIN/psql" -X -At -h 127.0.0.1 -p "$RESTORE_PORT" \
+PGPASSWORD=$PG_APP_PASSWORD "$PGBIN/psql" -X -At -h 127.0.0.1 -p "$RESTORE_PORT" \
   -U storefront -d "$DB" -c "select n from drill_ticks order by n" >"$DRILL/ticks.restored"
 missing=$(awk -v t="$target_epoch" 'NR == FNR { have[$1] = 1; next } $2 <= t && !($1 in have)' \
   "$DRILL/ticks.restored" "$DRILL/ticks.acked" | wc -l)
 after_t=$(awk -v t="$target_epoch" 'NR == FNR { have[$1] = 1; next } $2 > t && ($1 in have)' \
   "$DRILL/ticks.restored" "$DRILL/ticks.acked" | wc -l)
-newest=$(PGPASSWORD=$PG_STOREFRONT_PASSWORD "$PGBIN/psql" -X -At -h 127.0.0.1 -p "$RESTORE_PORT" \
+newest=$(PGPASSWORD=$PG_APP_PASSWORD "$PGBIN/psql" -X -At -h 127.0.0.1 -p "$RESTORE_PORT" \
   -U storefront -d "$DB" -c "select extract(epoch from max(at)) from drill_ticks")
 report "ticks: $(wc -l <"$DRILL/ticks.acked") acknowledged, $(wc -l <"$DRILL/ticks.restored")" \
   "restored; acknowledged up to T and missing: $missing; committed after T and restored: $after_t"

@@ -58,7 +58,7 @@ if [ ! -f "$STATE/secrets.env" ]; then
   cat >"$STATE/secrets.env" <<EOF
 PG_SUPERUSER_PASSWORD=$(gen)
 PG_REPLICATION_PASSWORD=$(gen)
-PG_STOREFRONT_PASSWORD=$(gen)
+PG_APP_PASSWORD=$(gen)
 EOF
   umask 022
 fi
@@ -177,6 +177,7 @@ EOF
   chown postgres:postgres "$cfg"
 }
 for node in "${NODES[@]}"; do write_patroni_config "$node"; done
+printf 'CLUSTER_PG1_PORT=%s\nCLUSTER_PG2_PORT=%s\n' "${PG_PORT[pg1]}" "${PG_PORT[pg2]}" >"$STATE/ports.env"
 
 others=""
 for node in "${NODES[@]}"; do others+="127.0.0.1:${RAFT_PORT[$node]}, "; done
@@ -237,9 +238,9 @@ fi
 
 # --- the storefront role and database, migrated through :5450 --------------------------------
 psql_at "$WRITE_PORT" postgres <<SQL
-select format('create role storefront login password %L', '$PG_STOREFRONT_PASSWORD')
+select format('create role storefront login password %L', '$PG_APP_PASSWORD')
 where not exists (select 1 from pg_roles where rolname = 'storefront') \\gexec
-alter role storefront password '$PG_STOREFRONT_PASSWORD';
+alter role storefront password '$PG_APP_PASSWORD';
 set client_min_messages = warning;
 grant pg_monitor to storefront;
 select 'create database storefront owner storefront'
@@ -247,8 +248,8 @@ where not exists (select 1 from pg_database where datname = 'storefront') \\gexe
 SQL
 umask 077
 cat >"$STATE/storefront.env" <<EOF
-STOREFRONT_DATABASE_URL=postgresql://storefront:$PG_STOREFRONT_PASSWORD@127.0.0.1:$WRITE_PORT/storefront
-STOREFRONT_DATABASE_REPLICA_URL=postgresql://storefront:$PG_STOREFRONT_PASSWORD@127.0.0.1:$READ_PORT/storefront
+STOREFRONT_DATABASE_URL=postgresql://storefront:$PG_APP_PASSWORD@127.0.0.1:$WRITE_PORT/storefront
+STOREFRONT_DATABASE_REPLICA_URL=postgresql://storefront:$PG_APP_PASSWORD@127.0.0.1:$READ_PORT/storefront
 EOF
 umask 022
 if [ ! -x "$REPO/.venv/bin/storefront" ]; then
@@ -256,7 +257,7 @@ if [ ! -x "$REPO/.venv/bin/storefront" ]; then
   make -C "$REPO" install >/dev/null
 fi
 log "migrating the storefront database through :$WRITE_PORT"
-STOREFRONT_DATABASE_URL="postgresql://storefront:$PG_STOREFRONT_PASSWORD@127.0.0.1:$WRITE_PORT/storefront" \
+STOREFRONT_DATABASE_URL="postgresql://storefront:$PG_APP_PASSWORD@127.0.0.1:$WRITE_PORT/storefront" \
   "$REPO/.venv/bin/storefront" migrate | tail -n 1
 
 log "up: primary $primary; write :$WRITE_PORT, read :$READ_PORT, HAProxy stats" \
