@@ -105,3 +105,19 @@ async def test_erase_account_needs_a_recent_sign_in(api: Api, resources: Resourc
     r = await api.client.post("/graphql", json={"query": "{ viewer { id } }"}, headers=user.auth)
     assert r.status_code == 401
     assert (await api.client.get(ME, headers=bearer(user.token))).status_code == 401
+
+
+async def test_a_consent_history_is_priced_by_its_page_size(api: Api) -> None:
+    """The cost limit counts historyFirst as a page size: eleven full history pages are
+    refused before anything runs, eleven of one entry pass."""
+    user = await api.user()
+
+    def query(size: int) -> str:
+        fields = "history { purpose granted recordedAt source }"
+        aliases = " ".join(
+            f"c{i}: consents(historyFirst: {size}) {{ {fields} }}" for i in range(11)
+        )
+        return f"{{ viewer {{ {aliases} }} }}"
+
+    assert codes(await gql(api.client, query(100), user=user)) == ["query-too-complex"]
+    assert data(await gql(api.client, query(1), user=user))["viewer"]["c0"]["history"] == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from graphql import BreakingChange, build_schema, find_breaking_changes
-from storefront.graphql.limits import CONNECTION_FIELDS
+from storefront.graphql.limits import CONNECTION_FIELDS, PAGE_ARGUMENTS, PAGED_FIELDS
 from storefront.graphql.schema import build_schema as build_storefront_schema
 from storefront.graphql.schema import sdl
 
@@ -82,3 +82,16 @@ def test_every_connection_field_is_priced_by_its_page_size() -> None:
         if "first" in getattr(field, "args", {})
     }
     assert with_first == set(CONNECTION_FIELDS)
+
+
+def test_every_paged_field_is_priced_by_its_page_size() -> None:
+    """Any page-size argument, not only `first` (viewer.consents' historyFirst): every field
+    taking one is priced by it, and by its default page when it is left out."""
+    schema = build_storefront_schema()._schema
+    paged = {
+        name
+        for type_ in schema.type_map.values()
+        for name, field in getattr(type_, "fields", {}).items()
+        if PAGE_ARGUMENTS & set(getattr(field, "args", {}))
+    }
+    assert paged == set(PAGED_FIELDS)

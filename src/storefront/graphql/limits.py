@@ -23,15 +23,16 @@ from graphql import (
 )
 from storefront.infra.ratelimit import parse_policy
 from storefront.kit.client_address import client_address
+from storefront.privacy.routes import HISTORY_PAGE
 from storefront.web.graphql import GraphQLContext
 from storefront.web.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 
 def _page_size(field: FieldNode) -> int:
-    """How many items a field asks for: its ``first`` (a variable counts as the largest
-    page), 1 for a field without one."""
+    """How many items a field asks for: its ``first`` (or another page-size argument, see
+    PAGE_ARGUMENTS; a variable counts as the largest page), 1 for a field without one."""
     for argument in field.arguments or ():
-        if argument.name.value == "first":
+        if argument.name.value in PAGE_ARGUMENTS:
             if isinstance(argument.value, IntValueNode):
                 return max(1, int(argument.value.value))
             return MAX_PAGE_SIZE
@@ -64,16 +65,25 @@ class _Cost:
 
 
 def _page_size_or_default(field: FieldNode) -> int:
-    # connection fields without `first` serve DEFAULT_PAGE_SIZE items
-    if field.name.value in CONNECTION_FIELDS and not any(
-        a.name.value == "first" for a in field.arguments or ()
+    # paged fields without their page-size argument serve their default page
+    default = PAGED_FIELDS.get(field.name.value)
+    if default is not None and not any(
+        a.name.value in PAGE_ARGUMENTS for a in field.arguments or ()
     ):
-        return DEFAULT_PAGE_SIZE
+        return default
     return _page_size(field)
 
 
+# the arguments that say how many items a field serves: a connection's `first`, and
+# `historyFirst` of viewer.consents (its history page: the whole field is priced by it)
+PAGE_ARGUMENTS = frozenset({"first", "historyFirst"})
 # the schema's fields that take `first` (checked against the schema by a test)
 CONNECTION_FIELDS = frozenset({"products", "orders", "memberships", "shopAuditEvents"})
+# every paged field and the page it serves when not told (checked by the same test)
+PAGED_FIELDS: dict[str, int] = {
+    **dict.fromkeys(CONNECTION_FIELDS, DEFAULT_PAGE_SIZE),
+    "consents": HISTORY_PAGE,
+}
 
 
 def cost_of(document_definitions: Any) -> dict[str, int]:
