@@ -107,12 +107,11 @@ class ProductRepository:
             )
             .values(**values, version=Product.version + 1, updated_at=utcnow())
             .returning(Product)
-            .execution_options(synchronize_session=False)
+            # the returned row refreshes the session's object (a refresh would read it again
+            # by id alone, without the shop: decision 0170)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
-        row = (await self.session.execute(stmt)).scalar_one_or_none()
-        if row is not None:
-            await self.session.refresh(row)
-        return row
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def upsert_many(
         self, items: Sequence[dict[str, Any]]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
-from sqlalchemy import BigInteger, Uuid, bindparam, func, select
+from sqlalchemy import BigInteger, Uuid, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.catalog.service import ReservedItem
@@ -152,7 +152,8 @@ async def pending_units_by_product(
 _LOCK_HOLDINGS = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
 _PENDING_UNITS = (
     select(OrderLine.product_id, func.sum(OrderLine.quantity))
-    .join(Order, Order.id == OrderLine.order_id)
+    # on the shop too: each shop-owned table named by its shop (decision 0170)
+    .join(Order, and_(Order.shop_id == OrderLine.shop_id, Order.id == OrderLine.order_id))
     .where(
         Order.shop_id == bindparam("b_shop_id", type_=Uuid()),
         Order.customer_id == bindparam("b_customer_id", type_=Uuid()),

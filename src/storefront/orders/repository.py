@@ -6,7 +6,18 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Integer, Select, Table, Uuid, any_, bindparam, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -97,7 +108,12 @@ def _page_statement(*, own: bool, status: bool, after: bool, every_shop: bool = 
     page = orders.order_by(_orders.c.id).limit(limit).subquery("page")
     stmt = (
         select(page, *_PAGE_LINE_COLUMNS)
-        .select_from(page.outerjoin(_lines, _lines.c.order_id == page.c.id))
+        .select_from(
+            page.outerjoin(
+                _lines,  # on the shop too (decision 0170)
+                and_(_lines.c.shop_id == page.c.shop_id, _lines.c.order_id == page.c.id),
+            )
+        )
         .order_by(page.c.id, _lines.c.position)
     )
     _PAGE_STATEMENTS[shape] = stmt

@@ -49,10 +49,12 @@ class PaymentRepository:
             )
         )
 
-    async def get(self, payment_id: uuid.UUID) -> Payment | None:
-        return await self.session.scalar(
-            select(Payment).where(Payment.shop_id == self.shop_id, Payment.id == payment_id)
-        )
+    async def get(self, payment_id: uuid.UUID, *, fresh: bool = False) -> Payment | None:
+        """The shop's payment; ``fresh``: the committed row now, over the session's object."""
+        stmt = select(Payment).where(Payment.shop_id == self.shop_id, Payment.id == payment_id)
+        if fresh:
+            stmt = stmt.execution_options(populate_existing=True)
+        return await self.session.scalar(stmt)
 
     async def claim(self, payment_id: uuid.UUID, *, now: datetime, until: datetime) -> bool:
         """Take the payment for one provider conversation (compare-and-set on the lease):

@@ -14,8 +14,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storefront.auditlog import record
 from storefront.events import EventType
@@ -117,15 +119,19 @@ class PaymentService:
         return now + timedelta(seconds=self.settings.claim_seconds)
 
     async def _fresh(self, payment_id: uuid.UUID) -> Payment:
-        payment = await self.repo.get(payment_id)
+        # read again with its shop (a session refresh would read it by id alone: decision 0170)
+        payment = await self.repo.get(payment_id, fresh=True)
         if payment is None:  # pragma: no cover - payments are never deleted
             raise NotFound("No such payment.")
-        await self.session.refresh(payment)
         return payment
 
     async def _order(self, viewer: OrderViewer, order_id: uuid.UUID) -> Order:
         order = await self.orders.get(viewer, order_id)
-        await self.session.refresh(order, ["status"])
+        # the committed status now, read with the shop (a refresh reads by id alone: 0170)
+        status = await self.session.scalar(
+            select(Order.status).where(Order.shop_id == order.shop_id, Order.id == order.id)
+        )
+        set_committed_value(order, "status", status)
         return order
 
     # --- reading -------------------------------------------------------------------------

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.webhooks.models import WebhookEndpoint
@@ -47,8 +47,13 @@ class WebhookRepository:
         return [(row.id, list(row.events)) for row in await self.session.execute(stmt)]
 
     async def delete(self, endpoint: WebhookEndpoint) -> None:
-        await self.session.delete(endpoint)
-        await self.session.flush()
+        # by shop and id (the ORM's delete names the id alone: decision 0170)
+        await self.session.execute(
+            delete(WebhookEndpoint).where(
+                WebhookEndpoint.shop_id == endpoint.shop_id, WebhookEndpoint.id == endpoint.id
+            )
+        )
+        self.session.expunge(endpoint)
 
     async def disable(self, endpoint_id: uuid.UUID, reason: str) -> None:
         stmt = (
