@@ -27,6 +27,7 @@ from storefront.backfills import (
 from storefront.cli import run_migrations
 from storefront.kit.db import create_engine, utcnow
 from storefront.migrating import current_revision
+from storefront.migration_head import head_revision
 from tests.support.servers import CLI, cli_env
 
 NAME = "order-lines-shop-id"
@@ -195,7 +196,7 @@ def test_the_contract_refuses_until_the_backfill_is_done(expanded: str) -> None:
 
     migrated = _cli(["migrate"], expanded)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    assert current_revision(expanded) == "0013"
+    assert current_revision(expanded) == head_revision()  # 0013 and any revision after it
 
 
 def test_old_code_writing_lines_without_a_shop_keeps_working_on_postgresql(

@@ -28,6 +28,7 @@ class Product(TimestampMixin, Base):
     __tablename__ = "products"
     __table_args__ = (
         UniqueConstraint("shop_id", "sku"),
+        Index("uq_products_shop_id_id", "shop_id", "id", unique=True),  # migration 0014
         CheckConstraint("stock >= 0", name="stock_non_negative"),
         CheckConstraint("price_cents >= 0", name="price_non_negative"),
         # keyset listing of a shop's active catalog, with and without a category filter

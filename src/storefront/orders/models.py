@@ -24,6 +24,9 @@ class Order(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("total_cents >= 0", name="total_non_negative"),
         Index("ix_orders_shop_id_id", "shop_id", "id"),
+        # the shop key: the primary key to be, and what lines and payments will reference
+        # (migration 0014, docs/scaling.md)
+        Index("uq_orders_shop_id_id", "shop_id", "id", unique=True),
         Index("ix_orders_shop_id_status_id", "shop_id", "status", "id"),
         Index("ix_orders_shop_id_customer_id_id", "shop_id", "customer_id", "id"),
         Index("ix_orders_customer_id", "customer_id"),
@@ -69,6 +72,7 @@ class OrderLine(Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         Index("ix_order_lines_order_id", "order_id"),
         Index("ix_order_lines_product_id", "product_id"),
+        Index("uq_order_lines_shop_id_id", "shop_id", "id", unique=True),  # 0014
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -35,6 +35,7 @@ class Payment(TimestampMixin, Base):
         CheckConstraint("amount_cents >= 0", name="amount_non_negative"),
         Index("ix_payments_shop_id_order_id_id", "shop_id", "order_id", "id"),
         Index("ix_payments_order_id", "order_id"),
+        Index("uq_payments_shop_id_id", "shop_id", "id", unique=True),  # 0014
         # money is never taken twice: one live (processing or succeeded) payment per order
         Index(
             "uq_payments_order_id_live",

@@ -12,7 +12,10 @@ class WebhookEndpoint(TimestampMixin, Base):
     """A shop's subscription: where to POST which events, and the secret that signs them."""
 
     __tablename__ = "webhook_endpoints"
-    __table_args__ = (Index("ix_webhook_endpoints_shop_id", "shop_id"),)
+    __table_args__ = (
+        Index("ix_webhook_endpoints_shop_id", "shop_id"),
+        Index("uq_webhook_endpoints_shop_id_id", "shop_id", "id", unique=True),  # 0014
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     shop_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
