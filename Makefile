@@ -217,3 +217,9 @@ cluster-down:
 
 drill: install
 	$(BIN)/python -m bench.drills $(if $(DRILL),--drill $(DRILL)) $(DRILL_ARGS)
+
+# the backup and restore drill (point-in-time restore into a fresh instance, checked with the
+# app) against the loopback cluster's PostgreSQL tier: deploy/cluster/postgres/up.sh first
+.PHONY: backup-drill
+backup-drill: install
+	bash deploy/cluster/postgres/restore-drill.sh
