@@ -1,5 +1,5 @@
 # Shared settings of the loopback PostgreSQL tier (sourced by up.sh, down.sh, kill-primary.sh,
-# rejoin.sh, backup.sh, restore-drill.sh). Ports: deploy/cluster/README.md.
+# rejoin.sh, stop-replica.sh, restore-drill.sh). Ports: docs/availability.md.
 # shellcheck shell=bash
 
 PG_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
