@@ -153,10 +153,10 @@ postgresql:
   authentication:
     superuser:
       username: postgres
-      password: $PG_SUPERUSER_PASSWORD
+      password: '$PG_SUPERUSER_PASSWORD'
     replication:
       username: replicator
-      password: $PG_REPLICATION_PASSWORD
+      password: '$PG_REPLICATION_PASSWORD'
   parameters:
     unix_socket_directories: $RUN
     archive_command: pgbackrest --config=$BACKREST_CONF --stanza=$STANZA --pg1-path=$STATE/$node/data archive-push %p
