@@ -38,8 +38,9 @@ def cluster_dir() -> Path:
 
 def where(component: str) -> str:
     """Whether the API tier reaches this component's cluster or this machine's own service."""
-    env = cluster_dir() / component / "storefront.env"
-    return "its cluster" if env.is_file() else "this machine's own"
+    env = cluster_dir() / "api" / "storefront.env"
+    used = env.is_file() and f"# from {component}" in env.read_text()
+    return "its cluster" if used else "this machine's own"
 
 
 def database_url() -> str:

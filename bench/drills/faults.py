@@ -205,7 +205,7 @@ DRILLS: tuple[Drill, ...] = (
         "reads fall back to the primary",
         _script(f"{PG}/stop-replica.sh", "stop the PostgreSQL replica"),
         needs=(f"{PG}/stop-replica.sh",),
-        heal=_heal(f"{PG}/start-replica.sh"),
+        heal=_heal(f"{PG}/rejoin.sh"),
         settle=30.0,
     ),
     Drill(

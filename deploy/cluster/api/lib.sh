@@ -8,7 +8,7 @@ CLUSTER_DIR=${STOREFRONT_CLUSTER_DIR:-$REPO/.cluster}
 STATE=$CLUSTER_DIR/api
 RUN=$STATE/run      # pid files
 LOGS=$STATE/logs
-BIN=${STOREFRONT_BIN:-$REPO/.venv/bin}
+BIN=$REPO/.venv/bin
 
 declare -A API_PORT=([1]=8101 [2]=8102)
 declare -A WORKER_METRICS_PORT=([1]=9111 [2]=9112)

@@ -6,7 +6,8 @@
 # Where PostgreSQL, Redis and the broker are: each component's up.sh (deploy/cluster/<c>/)
 # leaves $STOREFRONT_CLUSTER_DIR/<c>/storefront.env with the STOREFRONT_* addresses that
 # reach it through its failover-aware front (HAProxy's write and read ports, Sentinel, the
-# multi-node AMQP URL). Whatever is missing falls back to this machine's own services: the
+# multi-node AMQP URL); only the components named in CLUSTER_COMPONENTS (default all three)
+# are used. Whatever is missing falls back to this machine's own services: the
 # database storefront_cluster (created here) on PostgreSQL :5432, Redis :6379, RabbitMQ
 # :5672, under the deployment name storefront-cluster (its own queue and key prefix).
 # Safe to run twice: what runs is kept.
@@ -52,7 +53,7 @@ STOREFRONT_PAYMENTS__API_BASE=http://127.0.0.1:$EMULATOR_PORT
 STOREFRONT_PAYMENTS__SECRET_KEY=sk_test_localstripe
 STOREFRONT_PAYMENTS__WEBHOOK_SECRET=whsec_localstripe
 ENV
-  for component in postgres redis rabbitmq; do
+  for component in ${CLUSTER_COMPONENTS-postgres redis rabbitmq}; do
     if [ -f "$CLUSTER_DIR/$component/storefront.env" ]; then
       echo "# from $component"
       grep '^STOREFRONT_' "$CLUSTER_DIR/$component/storefront.env"
