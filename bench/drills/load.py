@@ -172,7 +172,10 @@ class Load:
             status, error = None, "connect"
         except aiohttp.ClientError as exc:
             status, error = None, type(exc).__name__
-        attempt = Attempt(start, self.clock(), status == expect, status, error)
+        problem = None
+        if status != expect and isinstance(body, dict) and body.get("type"):
+            problem = str(body["type"]).rstrip("/").rsplit("/", 1)[-1]
+        attempt = Attempt(start, self.clock(), status == expect, status, error, problem)
         return Answer(attempt, body, answer_headers)
 
     async def request(

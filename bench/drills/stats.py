@@ -8,10 +8,11 @@ attempt got the expected status; its latency runs from the moment the open loop 
 it (not when it was sent: no coordinated omission) to its last answer.
 
 Time to recover (RTO): from the fault to the first success after the failures the fault
-caused. The failures that belong to the fault are the attempts that failed from the fault on,
-each less than ``quiet`` seconds after the previous one (the first less than ``quiet`` after
-the fault); the client must then see a success. None when no success follows (the system did
-not recover within the drill).
+caused. The failures that belong to the fault are the failed attempts sent from the fault on
+(or in flight at the fault), each sent less than ``quiet`` seconds after the previous one (the
+first less than ``quiet`` after the fault); the recovery is the first success of an attempt
+sent after the last of them. None when no success follows (the system did not recover within
+the drill).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Attempt:
     ok: bool
     status: int | None = None  # None: no HTTP answer (see error)
     error: str | None = None  # "connect", "timeout", "disconnected", ...
+    problem: str | None = None  # the problem type's last segment of an unexpected answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +77,20 @@ def time_to_recover(
     attempts: Iterable[Attempt], fault_at: float, quiet: float = QUIET_SECONDS
 ) -> float | None:
     """Seconds from ``fault_at`` to the first successful answer after the fault's failures
-    (0.0 when the fault caused none); None when no success follows them."""
-    ordered = sorted(attempts, key=lambda a: a.end)
-    last_failure = fault_at
-    for attempt in ordered:
-        if attempt.ok or attempt.end < fault_at:
-            continue
-        if attempt.end - last_failure >= quiet:
+    (0.0 when the fault caused none); None when no success follows them. A failed attempt
+    counts from when it was sent, or from the fault when it was in flight then (a timeout
+    ends seconds after the fault that caused it)."""
+    ordered = list(attempts)
+    failures = sorted(max(a.start, fault_at) for a in ordered if not a.ok and a.end >= fault_at)
+    last_failure: float | None = None
+    for sent in failures:
+        if sent - (fault_at if last_failure is None else last_failure) >= quiet:
             break
-        last_failure = attempt.end
-    if last_failure == fault_at:
+        last_failure = sent
+    if last_failure is None:
         return 0.0
-    first_success = next((a.end for a in ordered if a.ok and a.end >= last_failure), None)
-    return None if first_success is None else first_success - fault_at
+    recovered = [a.end for a in ordered if a.ok and a.start >= last_failure]
+    return min(recovered) - fault_at if recovered else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,10 @@ def summarize(outcomes: Sequence[Outcome], fault_at: float | None, window_s: flo
         by_kind[o.kind] = (total + 1, ok + (1 if o.ok else 0))
         if not o.ok:
             last = o.attempts[-1] if o.attempts else None
-            what = "no attempt" if last is None else (last.error or str(last.status))
+            if last is None:
+                what = "no attempt"
+            else:
+                what = last.error or " ".join(filter(None, (str(last.status), last.problem)))
             failures[f"{o.kind} {what}"] = failures.get(f"{o.kind} {what}", 0) + 1
     attempts = [a for o in outcomes for a in o.attempts]
     return Summary(

@@ -41,15 +41,25 @@ def test_summary_counts_the_last_attempt_of_each_request() -> None:
         Outcome("read", 0.0, (ok(0.0, 0.1),)),
         Outcome("read", 0.1, (failed(0.1, 0.2), ok(0.7, 0.8))),  # retried: a success
         Outcome("signin", 0.2, (failed(0.2, 0.3, None),)),  # not retried: a failure
+        Outcome("pay", 0.3, (Attempt(0.3, 0.4, False, 409, None, "payment-in-progress"),)),
         Outcome("unfinished", 5.0, ()),  # never answered within the deadlines
     ]
     summary = summarize(outcomes, fault_at=None, window_s=5.0)
-    assert (summary.requests, summary.succeeded) == (4, 2)
-    assert summary.success_ratio == 0.5
+    assert (summary.requests, summary.succeeded) == (5, 2)
+    assert summary.success_ratio == 0.4
     assert summary.retried == 1
-    assert summary.failed_attempts == 2
-    assert summary.by_kind == {"read": (2, 2), "signin": (1, 0), "unfinished": (1, 0)}
-    assert summary.failures == {"signin connect": 1, "unfinished no attempt": 1}
+    assert summary.failed_attempts == 3
+    assert summary.by_kind == {
+        "pay": (1, 0),
+        "read": (2, 2),
+        "signin": (1, 0),
+        "unfinished": (1, 0),
+    }
+    assert summary.failures == {
+        "pay 409 payment-in-progress": 1,
+        "signin connect": 1,
+        "unfinished no attempt": 1,
+    }
     assert summary.rto_s is None  # no fault, no RTO
 
 
@@ -77,6 +87,12 @@ def test_recovery_is_the_first_success_after_the_faults_failures() -> None:
 def test_a_failure_long_after_the_outage_is_not_part_of_it() -> None:
     attempts = [failed(10.0, 11.0), ok(11.0, 12.0), failed(30.0, 31.0), ok(31.0, 32.0)]
     assert time_to_recover(attempts, fault_at=10.0, quiet=5.0) == pytest.approx(2.0)
+
+
+def test_a_timeout_in_flight_at_the_fault_counts_from_the_fault() -> None:
+    # the first failure ends 10 s after the fault (a timeout), the outage lasts until 23.5
+    attempts = [failed(8.0, 18.0, None), failed(12.0, 22.0, None), ok(23.0, 23.5)]
+    assert time_to_recover(attempts, fault_at=9.0) == pytest.approx(14.5)
 
 
 def test_no_success_after_the_failures_is_not_recovered() -> None:
