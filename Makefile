@@ -9,6 +9,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# bytecode cached outside the tree: under PYTHONDONTWRITEBYTECODE (the CI image sets it) every
+# Python process, each test worker and `storefront` subprocess, compiled what it imported
+export PYTHONPYCACHEPREFIX ?= $(CURDIR)/$(VENV)/pycache
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run test test-fast lint fmt migrate seed clean bench-export bench security
 .PHONY: bench-wrk bench-gate bench-partitioning
