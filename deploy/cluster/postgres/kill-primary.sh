@@ -36,8 +36,9 @@ load_secrets
 before=$(current_primary) || die "no node reports itself primary"
 log "primary before: $before; writing through :$WRITE_PORT, then killing it"
 status=0
-"$VENV/bin/python" "$PG_DIR/failover_probe.py" \
-  --dsn "host=127.0.0.1 port=$WRITE_PORT dbname=postgres user=postgres password=$PG_SUPERUSER_PASSWORD" \
+# the password through the environment, not the command line (ps shows that)
+PGPASSWORD=$PG_SUPERUSER_PASSWORD "$VENV/bin/python" "$PG_DIR/failover_probe.py" \
+  --dsn "host=127.0.0.1 port=$WRITE_PORT dbname=postgres user=postgres" \
   --fault "$0 --kill-only" || status=$?
 after=$(current_primary || echo none)
 log "primary after: $after (rejoin the old one as a replica: deploy/cluster/postgres/rejoin.sh)"

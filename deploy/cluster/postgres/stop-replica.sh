@@ -34,8 +34,9 @@ fi
 
 load_secrets
 status=0
-"$VENV/bin/python" "$PG_DIR/failover_probe.py" \
-  --dsn "host=127.0.0.1 port=$WRITE_PORT dbname=postgres user=postgres password=$PG_SUPERUSER_PASSWORD" \
+# the password through the environment, not the command line (ps shows that)
+PGPASSWORD=$PG_SUPERUSER_PASSWORD "$VENV/bin/python" "$PG_DIR/failover_probe.py" \
+  --dsn "host=127.0.0.1 port=$WRITE_PORT dbname=postgres user=postgres" \
   --fault "$0 --stop-only" --after 5 || status=$?
 deadline=$((SECONDS + 60))
 until [ "$(psql_at "$READ_PORT" postgres -At -c 'select pg_is_in_recovery()' 2>/dev/null)" = f ]; do
