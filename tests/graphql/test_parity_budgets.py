@@ -87,7 +87,7 @@ async def test_data_export_spends_the_expensive_budget_rest_spends(database_url:
 SET_CONSENTS = """
 mutation($granted: Boolean!) {
   setConsents(consents: [{purpose: "marketing_email", granted: $granted}]) {
-    consents { purpose granted }
+    purposes { purpose granted }
   }
 }
 """

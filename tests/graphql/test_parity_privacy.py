@@ -25,7 +25,7 @@ query($id: UUID!) {
 CONSENTS = """
 query($first: Int, $after: String) {
   viewer { consents(historyFirst: $first, historyAfter: $after) {
-    consents { purpose description granted updatedAt }
+    purposes { purpose description granted updatedAt }
     history { purpose granted recordedAt source }
     historyNextCursor
   } }
@@ -33,7 +33,7 @@ query($first: Int, $after: String) {
 """
 SET = """
 mutation($consents: [ConsentInput!]!) {
-  setConsents(consents: $consents) { consents { purpose granted } history { purpose granted } }
+  setConsents(consents: $consents) { purposes { purpose granted } history { purpose granted } }
 }
 """
 ERASE = "mutation { eraseAccount }"
@@ -72,11 +72,11 @@ async def test_consents_read_and_changed(api: Api) -> None:
     user = await api.user()
     assert codes(await gql(api.client, CONSENTS)) == ["unauthenticated"]
     before = data(await gql(api.client, CONSENTS, user=user))["viewer"]["consents"]
-    assert {c["purpose"] for c in before["consents"]} == {"marketing_email", "product_analytics"}
+    assert {c["purpose"] for c in before["purposes"]} == {"marketing_email", "product_analytics"}
     assert before["history"] == []
     grant = {"consents": [{"purpose": "marketing_email", "granted": True}]}
     changed = data(await gql(api.client, SET, grant, user=user))["setConsents"]
-    assert {"purpose": "marketing_email", "granted": True} in changed["consents"]
+    assert {"purpose": "marketing_email", "granted": True} in changed["purposes"]
     assert changed["history"] == [{"purpose": "marketing_email", "granted": True}]
     withdraw = {"consents": [{"purpose": "marketing_email", "granted": False}]}
     data(await gql(api.client, SET, withdraw, user=user))

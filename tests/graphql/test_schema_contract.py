@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from graphql import BreakingChange, build_schema, find_breaking_changes
+from graphql import (
+    BreakingChange,
+    build_schema,
+    find_breaking_changes,
+    get_named_type,
+    is_leaf_type,
+)
 from storefront.graphql.limits import CONNECTION_FIELDS, PAGE_ARGUMENTS, PAGED_FIELDS
 from storefront.graphql.schema import build_schema as build_storefront_schema
 from storefront.graphql.schema import sdl
@@ -62,12 +68,13 @@ def test_the_sdl_does_not_break_the_last_committed_one() -> None:
 
 def test_the_check_sees_a_breaking_change() -> None:
     committed = SDL_PATH.read_text()
-    without_field = committed.replace("  sku: String!\n", "", 1)
+    described = '  """The product\'s sku when bought."""\n  sku: String!\n'
+    without_field = committed.replace(described, "", 1)
     assert without_field != committed
     changes = breaking(committed, without_field)
     assert [c.description for c in changes] == ["Field OrderLine.sku was removed."]
     # adding a field is not breaking
-    added = committed.replace("  sku: String!\n", "  sku: String!\n  barcode: String\n", 1)
+    added = committed.replace(described, described + "  barcode: String\n", 1)
     assert breaking(committed, added) == []
 
 
@@ -95,3 +102,35 @@ def test_every_paged_field_is_priced_by_its_page_size() -> None:
         if PAGE_ARGUMENTS & set(getattr(field, "args", {}))
     }
     assert paged == set(PAGED_FIELDS)
+    # the cost is read from the document by field name: no other field with a selection
+    # (a leaf costs 1 whatever its page) may share one
+    unpaged = {
+        name
+        for type_ in schema.type_map.values()
+        for name, field in getattr(type_, "fields", {}).items()
+        if not PAGE_ARGUMENTS & set(getattr(field, "args", {}))
+        and not is_leaf_type(get_named_type(field.type))
+    }
+    assert unpaged & paged == set()
+
+
+def test_every_type_and_field_is_described() -> None:
+    """The schema documents itself (GraphiQL's docs pane, the committed SDL): every type,
+    field and input field has a description; only the root operation types and the UUID
+    scalar are left to their names."""
+    from graphql import GraphQLInputObjectType, GraphQLObjectType
+
+    schema = build_storefront_schema()._schema
+    exempt = {"Query", "Mutation", "Subscription", "UUID", "String", "Int", "Boolean", "ID"}
+    missing = [
+        name
+        for name, type_ in schema.type_map.items()
+        if not name.startswith("__") and name not in exempt and not type_.description
+    ]
+    for name, type_ in schema.type_map.items():
+        if name.startswith("__") or not isinstance(
+            type_, GraphQLObjectType | GraphQLInputObjectType
+        ):
+            continue
+        missing += [f"{name}.{f}" for f, field in type_.fields.items() if not field.description]
+    assert missing == []

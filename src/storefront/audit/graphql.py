@@ -30,7 +30,7 @@ from storefront.web.pagination import (
 )
 class ShopAuditEvent:
     seq: int = strawberry.field(description="Its place in the log (newest: highest).")
-    occurred_at: datetime
+    occurred_at: datetime = strawberry.field(description="When it happened.")
     actor_type: str = strawberry.field(description="user or system.")
     actor_role: str = strawberry.field(
         description="you, owner, staff, other_user, anonymous or system."
@@ -38,10 +38,10 @@ class ShopAuditEvent:
     actor_id: strawberry.ID | None = strawberry.field(
         description="Only the caller's own id or a current member's."
     )
-    action: str
-    object_type: str
-    object_id: str | None
-    shop_id: strawberry.ID | None
+    action: str = strawberry.field(description="What was done (e.g. product.created).")
+    object_type: str = strawberry.field(description="The kind of thing it was done to.")
+    object_id: str | None = strawberry.field(description="Its id, if any.")
+    shop_id: strawberry.ID | None = strawberry.field(description="The shop.")
     details: JSON = strawberry.field(description="The action's details (an object).")
     prev_hash: str = strawberry.field(description="The previous entry's hash (the chain).")
     hash: str = strawberry.field(description="This entry's hash.")
@@ -66,8 +66,10 @@ class ShopAuditEvent:
 
 @strawberry.type(description="A page of a shop's audit entries, newest first.")
 class ShopAuditEventConnection:
-    edges: list[Edge[ShopAuditEvent]]
-    page_info: PageInfo
+    edges: list[Edge[ShopAuditEvent]] = strawberry.field(
+        description="The entries of the page with their cursors."
+    )
+    page_info: PageInfo = strawberry.field(description="Where this page stands.")
 
     @strawberry.field(description="The entries of the page, without their cursors.")
     def nodes(self) -> list[ShopAuditEvent]:

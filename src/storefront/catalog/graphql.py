@@ -68,20 +68,20 @@ class ProductStatus(Enum):
 
 @strawberry.type(description="A product of a shop's catalog.")
 class Product:
-    id: strawberry.ID
-    shop_id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The product's id.")
+    shop_id: strawberry.ID = strawberry.field(description="The shop it belongs to.")
     sku: str = strawberry.field(description="Unique within the shop.")
-    name: str
-    description: str
-    price: MoneyValue
+    name: str = strawberry.field(description="Its name.")
+    description: str = strawberry.field(description="Its description (may be empty).")
+    price: MoneyValue = strawberry.field(description="The price of one unit.")
     stock: int = strawberry.field(description="Units available to order.")
-    category: str
-    status: ProductStatus
+    category: str = strawberry.field(description="Its category.")
+    status: ProductStatus = strawberry.field(description="Active or archived.")
     version: int = strawberry.field(
         description="Increments on every change; pass it to updateProduct."
     )
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = strawberry.field(description="When it was added.")
+    updated_at: datetime = strawberry.field(description="When it last changed.")
 
     @strawberry.field(description="The shop the product belongs to.")
     async def shop(
@@ -109,21 +109,25 @@ class Product:
 
 @strawberry.input(description="A new product.")
 class ProductInput:
-    sku: str
-    name: str
-    description: str = ""
-    price: MoneyValue
-    stock: int
-    category: str
+    sku: str = strawberry.field(description="Unique within the shop: letters, digits, - and _.")
+    name: str = strawberry.field(description="Its name.")
+    description: str = strawberry.field(default="", description="Its description (default empty).")
+    price: MoneyValue = strawberry.field(description="The price of one unit.")
+    stock: int = strawberry.field(description="Units available to order.")
+    category: str = strawberry.field(description="Its category.")
 
 
 @strawberry.input(description="The fields to change; those left out keep their value.")
 class ProductPatchInput:
-    name: str | None = strawberry.UNSET
-    description: str | None = strawberry.UNSET
-    price: MoneyValue | None = strawberry.UNSET
-    stock: int | None = strawberry.UNSET
-    category: str | None = strawberry.UNSET
+    name: str | None = strawberry.field(default=strawberry.UNSET, description="A new name.")
+    description: str | None = strawberry.field(
+        default=strawberry.UNSET, description="A new description."
+    )
+    price: MoneyValue | None = strawberry.field(
+        default=strawberry.UNSET, description="A new price."
+    )
+    stock: int | None = strawberry.field(default=strawberry.UNSET, description="A new stock level.")
+    category: str | None = strawberry.field(default=strawberry.UNSET, description="A new category.")
 
 
 def _money_fields(price: Any) -> dict[str, Any]:
@@ -146,8 +150,8 @@ def _patch(data: ProductPatchInput) -> ProductPatch:
 
 @strawberry.type(description="The active products of one category in one currency.")
 class CategorySummary:
-    category: str
-    currency: str
+    category: str = strawberry.field(description="The category.")
+    currency: str = strawberry.field(description="The currency of these prices (ISO 4217).")
     products: int = strawberry.field(description="Active products in this category and currency.")
     in_stock: int = strawberry.field(description="Of which have stock left.")
     units_in_stock: int = strawberry.field(description="Units left across them.")
@@ -157,7 +161,7 @@ class CategorySummary:
 
 @strawberry.type(description="A shop's catalog in figures (as GET /shops/{id}/catalog/summary).")
 class CatalogSummary:
-    shop_id: strawberry.ID
+    shop_id: strawberry.ID = strawberry.field(description="The shop.")
     products: int = strawberry.field(description="Active products in the shop.")
     categories: list[CategorySummary] = strawberry.field(
         description="By category and currency, in category order."
@@ -337,9 +341,11 @@ class CatalogBulkMutation:
 
 @strawberry.type(description="A change to one of a shop's products.")
 class ProductChange:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The product's id.")
     change: str = strawberry.field(description="created, updated, archived or upserted.")
-    version: int | None
+    version: int | None = strawberry.field(
+        description="Its version after the change (null once archived)."
+    )
     shop_id: strawberry.Private[uuid.UUID]
 
     @strawberry.field(description="The product as it is now; null once archived.")

@@ -56,17 +56,19 @@ async def current_user(context: GraphQLContext, session: AsyncSession) -> tuple[
 
 @strawberry.type(description="A signed-in session of the caller's (a refresh token family).")
 class AuthSession:
-    id: strawberry.ID
-    created_at: datetime
-    last_used_at: datetime
-    user_agent: str | None
-    ip_address: str | None
+    id: strawberry.ID = strawberry.field(description="The session's id (pass to revokeSession).")
+    created_at: datetime = strawberry.field(description="When it was signed in.")
+    last_used_at: datetime = strawberry.field(description="When its refresh token was last used.")
+    user_agent: str | None = strawberry.field(
+        description="The browser or client that signed in, as it said."
+    )
+    ip_address: str | None = strawberry.field(description="The address it signed in from.")
     current: bool = strawberry.field(description="The session this request's token belongs to.")
 
 
 @strawberry.type(description="The caller's sessions (part of Viewer).")
 class ViewerAccount:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The caller's user id.")
 
     @strawberry.field(
         description="The caller's live sessions (as GET /auth/sessions); revoke one with "
@@ -92,10 +94,10 @@ class ViewerAccount:
 
 @strawberry.type(description="The caller's profile after a change.")
 class Profile:
-    id: strawberry.ID
-    email: str
-    display_name: str
-    created_at: datetime
+    id: strawberry.ID = strawberry.field(description="The caller's user id.")
+    email: str = strawberry.field(description="Their email address.")
+    display_name: str = strawberry.field(description="Their display name.")
+    created_at: datetime = strawberry.field(description="When the account was made.")
 
 
 @strawberry.type(description="TOTP enrolment started: add the secret to an authenticator app.")

@@ -58,12 +58,12 @@ class OrderStatus(Enum):
 
 @strawberry.type(description="What was bought, at the price it was bought for.")
 class OrderLine:
-    product_id: strawberry.ID
-    sku: str
-    name: str
-    unit_price: MoneyValue
-    quantity: int
-    line_total: MoneyValue
+    product_id: strawberry.ID = strawberry.field(description="The product bought.")
+    sku: str = strawberry.field(description="The product's sku when bought.")
+    name: str = strawberry.field(description="The product's name when bought.")
+    unit_price: MoneyValue = strawberry.field(description="The price of one unit when bought.")
+    quantity: int = strawberry.field(description="Units bought.")
+    line_total: MoneyValue = strawberry.field(description="unitPrice times quantity.")
     shop_id: strawberry.Private[uuid.UUID]
 
     @strawberry.field(description="The product as it is now; null once archived.")
@@ -74,16 +74,16 @@ class OrderLine:
 
 @strawberry.type(description="An order of one customer in one shop.")
 class Order:
-    id: strawberry.ID
-    shop_id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The order's id.")
+    shop_id: strawberry.ID = strawberry.field(description="The shop it was placed in.")
     customer_id: strawberry.ID | None = strawberry.field(
         description="Null once the customer's account was erased."
     )
-    status: OrderStatus
-    total: MoneyValue
-    lines: list[OrderLine]
-    created_at: datetime
-    updated_at: datetime
+    status: OrderStatus = strawberry.field(description="Where it stands.")
+    total: MoneyValue = strawberry.field(description="What it costs, all lines together.")
+    lines: list[OrderLine] = strawberry.field(description="What was bought.")
+    created_at: datetime = strawberry.field(description="When it was placed.")
+    updated_at: datetime = strawberry.field(description="When it last changed.")
     expires_at: datetime | None = strawberry.field(
         description="When it expires unless paid (pending orders)."
     )
@@ -163,27 +163,31 @@ def checked_key(key: str) -> str:
     return key
 
 
-@strawberry.input
+@strawberry.input(description="A shipping address (stored encrypted, as REST's).")
 class AddressInput:
-    name: str
-    line1: str
-    line2: str | None = None
-    city: str
-    postal_code: str
+    name: str = strawberry.field(description="The recipient.")
+    line1: str = strawberry.field(description="Street and number.")
+    line2: str | None = strawberry.field(default=None, description="More of the address, if any.")
+    city: str = strawberry.field(description="The city.")
+    postal_code: str = strawberry.field(description="The postal code.")
     country: str = strawberry.field(description="ISO 3166-1 alpha-2, upper case.")
-    phone: str | None = None
+    phone: str | None = strawberry.field(
+        default=None, description="A phone number for the carrier, if any."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="One product of an order and how many units of it.")
 class OrderLineInput:
-    product_id: uuid.UUID
-    quantity: int
+    product_id: uuid.UUID = strawberry.field(description="An active product of the shop.")
+    quantity: int = strawberry.field(description="Units, at least 1.")
 
 
 @strawberry.input(description="What to order and where to ship it.")
 class OrderInput:
-    lines: list[OrderLineInput]
-    shipping_address: AddressInput
+    lines: list[OrderLineInput] = strawberry.field(
+        description="One line per product (each product at most once)."
+    )
+    shipping_address: AddressInput = strawberry.field(description="Where to ship the order.")
 
 
 def _order_in(data: OrderInput) -> OrderIn:
@@ -239,7 +243,7 @@ class ViewerOrders:
     "(decision 0118)."
 )
 class OrderLimits:
-    shop_id: strawberry.ID
+    shop_id: strawberry.ID = strawberry.field(description="The shop.")
     max_line_quantity: int = strawberry.field(description="Units of one product on one order.")
     max_order_units: int = strawberry.field(description="Units on one order.")
     max_pending_units: int = strawberry.field(
@@ -281,10 +285,22 @@ class OrderLimits:
     "the platform default."
 )
 class OrderLimitsInput:
-    max_line_quantity: int | None = strawberry.UNSET
-    max_order_units: int | None = strawberry.UNSET
-    max_pending_units: int | None = strawberry.UNSET
-    max_pending_stock_percent: int | None = strawberry.UNSET
+    max_line_quantity: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Units of one product on one order (null: the platform default).",
+    )
+    max_order_units: int | None = strawberry.field(
+        default=strawberry.UNSET, description="Units on one order (null: the platform default)."
+    )
+    max_pending_units: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Units across one customer's pending orders (null: the platform default).",
+    )
+    max_pending_stock_percent: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Share (%) of a product's stock one customer may hold (null: the "
+        "platform default).",
+    )
 
 
 @strawberry.type

@@ -34,16 +34,18 @@ class PaymentStatus(Enum):
 
 @strawberry.type(description="One attempt to pay an order.")
 class Payment:
-    id: strawberry.ID
-    order_id: strawberry.ID
-    status: PaymentStatus
-    amount: MoneyValue
+    id: strawberry.ID = strawberry.field(description="The payment's id.")
+    order_id: strawberry.ID = strawberry.field(description="The order it pays.")
+    status: PaymentStatus = strawberry.field(description="Where it stands.")
+    amount: MoneyValue = strawberry.field(description="The amount charged (or to be charged).")
     provider_reference: str | None = strawberry.field(
         description="The provider's PaymentIntent id (null until the provider answered)."
     )
-    failure_code: str | None
-    created_at: datetime
-    updated_at: datetime
+    failure_code: str | None = strawberry.field(
+        description="Why it failed (the provider's code), when it did."
+    )
+    created_at: datetime = strawberry.field(description="When it was started.")
+    updated_at: datetime = strawberry.field(description="When it last changed.")
 
     @classmethod
     def of(cls, row: PaymentRow | PaymentOut) -> Payment:

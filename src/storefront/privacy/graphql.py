@@ -34,10 +34,10 @@ class ExportStatus(Enum):
 
 @strawberry.type(description="A copy of everything held about the caller (GDPR art. 15, 20).")
 class DataExport:
-    id: strawberry.ID
-    status: ExportStatus
-    requested_at: datetime
-    completed_at: datetime | None
+    id: strawberry.ID = strawberry.field(description="The export's id.")
+    status: ExportStatus = strawberry.field(description="Where it stands.")
+    requested_at: datetime = strawberry.field(description="When it was requested.")
+    completed_at: datetime | None = strawberry.field(description="When it was built (or failed).")
     expires_at: datetime = strawberry.field(description="When the archive is deleted.")
     size_bytes: int | None = strawberry.field(description="The archive's size, once ready.")
     download_url: str | None = strawberry.field(
@@ -60,23 +60,25 @@ class DataExport:
 
 @strawberry.type(description="The caller's current choice for one purpose.")
 class ConsentState:
-    purpose: str
+    purpose: str = strawberry.field(description="The purpose (marketing_email, product_analytics).")
     description: str = strawberry.field(description="What the purpose covers.")
-    granted: bool
+    granted: bool = strawberry.field(description="The caller's choice (false until granted).")
     updated_at: datetime | None = strawberry.field(description="Null: never chosen.")
 
 
 @strawberry.type(description="One change of a consent, as recorded.")
 class ConsentRecord:
-    purpose: str
-    granted: bool
-    recorded_at: datetime
+    purpose: str = strawberry.field(description="The purpose.")
+    granted: bool = strawberry.field(description="Granted (true) or withdrawn (false).")
+    recorded_at: datetime = strawberry.field(description="When.")
     source: str = strawberry.field(description="Where the change came from.")
 
 
 @strawberry.type(description="The caller's consents and a page of their history.")
 class Consents:
-    consents: list[ConsentState] = strawberry.field(description="One per documented purpose.")
+    purposes: list[ConsentState] = strawberry.field(
+        description="The caller's choice for each documented purpose."
+    )
     history: list[ConsentRecord] = strawberry.field(description="A page of the changes.")
     history_next_cursor: str | None = strawberry.field(
         description="Pass as historyAfter for older changes; null on the last page."
@@ -85,7 +87,7 @@ class Consents:
     @classmethod
     def of(cls, out: ConsentsOut) -> Consents:
         return cls(
-            consents=[
+            purposes=[
                 ConsentState(
                     purpose=s.purpose,
                     description=s.description,
@@ -106,13 +108,15 @@ class Consents:
 
 @strawberry.input(description="Grant (true) or withdraw (false) one purpose.")
 class ConsentInput:
-    purpose: str
-    granted: bool
+    purpose: str = strawberry.field(
+        description="A documented purpose (marketing_email, product_analytics)."
+    )
+    granted: bool = strawberry.field(description="True to grant, false to withdraw.")
 
 
 @strawberry.type(description="The caller's exports and consents (part of Viewer).")
 class ViewerPrivacy:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The caller's user id.")
 
     @strawberry.field(
         description="One of the caller's data exports (as GET /users/me/exports/{id}); "
@@ -152,8 +156,8 @@ class ViewerPrivacy:
 
 @strawberry.type(description="An export accepted: follow it with viewer.dataExport(id).")
 class DataExportRequested:
-    id: strawberry.ID
-    status: ExportStatus
+    id: strawberry.ID = strawberry.field(description="The export's id.")
+    status: ExportStatus = strawberry.field(description="Where it stands (queued).")
 
 
 @strawberry.type

@@ -19,7 +19,7 @@ from storefront.web.graphql import GraphQLContext, MoneyValue
 @strawberry.type(description="One day's activity of a shop in one currency.")
 class SalesDay:
     day: date = strawberry.field(description="The UTC day.")
-    currency: str
+    currency: str = strawberry.field(description="The currency of the amounts (ISO 4217).")
     orders_placed: int = strawberry.field(description="Orders placed that day.")
     placed: MoneyValue = strawberry.field(description="Their totals.")
     orders_paid: int = strawberry.field(description="Payments confirmed that day.")
@@ -47,7 +47,7 @@ class SalesDay:
 
 @strawberry.type(description="A shop's sales over a range of days (the sales projection).")
 class Sales:
-    shop_id: strawberry.ID
+    shop_id: strawberry.ID = strawberry.field(description="The shop.")
     start: date = strawberry.field(name="from", description="The first day (inclusive).")
     end: date = strawberry.field(name="to", description="The last day (inclusive).")
     days: list[SalesDay] = strawberry.field(

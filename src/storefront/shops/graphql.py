@@ -75,10 +75,10 @@ class Role(Enum):
 
 @strawberry.type(description="A shop (the tenant): its catalog and orders belong to it.")
 class Shop:
-    id: strawberry.ID
-    name: str
-    slug: str
-    created_at: datetime
+    id: strawberry.ID = strawberry.field(description="The shop's id.")
+    name: str = strawberry.field(description="The shop's name, as shown to customers.")
+    slug: str = strawberry.field(description="The shop's unique short name (a-z, 0-9, hyphens).")
+    created_at: datetime = strawberry.field(description="When the shop was opened.")
 
     @classmethod
     def of(cls, row: ShopRow) -> Shop:
@@ -89,8 +89,8 @@ class Shop:
 
 @strawberry.type(description="One of the caller's shops and their role in it.")
 class Membership:
-    shop: Shop
-    role: Role
+    shop: Shop = strawberry.field(description="The shop.")
+    role: Role = strawberry.field(description="The caller's role in it.")
 
 
 async def _profile(info: strawberry.Info[GraphQLContext, None], user_id: str) -> tuple[str, str]:
@@ -102,7 +102,7 @@ async def _profile(info: strawberry.Info[GraphQLContext, None], user_id: str) ->
 
 @strawberry.type(description="The signed-in caller.")
 class Viewer:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="The caller's user id.")
     is_admin: bool = strawberry.field(description="A platform administrator (acts as owner).")
 
     @strawberry.field(description="The caller's email address (as GET /users/me).")
@@ -149,9 +149,9 @@ class ShopQuery:
 
 @strawberry.type(description="A member of a shop, as set by one of its owners.")
 class ShopMember:
-    shop_id: strawberry.ID
-    user_id: strawberry.ID
-    role: Role
+    shop_id: strawberry.ID = strawberry.field(description="The shop.")
+    user_id: strawberry.ID = strawberry.field(description="The member's user id.")
+    role: Role = strawberry.field(description="Their role in the shop.")
     created_at: datetime = strawberry.field(description="When they joined the shop.")
 
     @classmethod

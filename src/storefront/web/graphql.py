@@ -268,7 +268,7 @@ SCALAR_MAP: dict[object, Any] = {
 
 @strawberry.type(description="Where a page of a connection stands (Relay cursor pagination).")
 class PageInfo:
-    has_next_page: bool
+    has_next_page: bool = strawberry.field(description="True when another page follows this one.")
     end_cursor: str | None = strawberry.field(
         description="Pass as `after` to get the next page; null on an empty page."
     )
@@ -276,14 +276,16 @@ class PageInfo:
 
 @strawberry.type(description="One item of a page and the cursor just after it.")
 class Edge(Generic[T]):
-    cursor: str
-    node: T
+    cursor: str = strawberry.field(description="Pass as `after` to get the items after this one.")
+    node: T = strawberry.field(description="The item.")
 
 
 @strawberry.type(description="A page of items: `first` items after the `after` cursor.")
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    page_info: PageInfo
+    edges: list[Edge[T]] = strawberry.field(
+        description="The items of the page with their cursors, in order."
+    )
+    page_info: PageInfo = strawberry.field(description="Where this page stands.")
 
     @strawberry.field(description="The items of the page, without their cursors.")
     def nodes(self) -> list[T]:

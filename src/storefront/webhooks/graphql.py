@@ -27,15 +27,15 @@ class WebhookEvent(Enum):
 
 @strawberry.type(description="An HTTPS endpoint of the shop's, sent the events it subscribes to.")
 class WebhookEndpoint:
-    id: strawberry.ID
-    shop_id: strawberry.ID
-    url: str
-    events: list[WebhookEvent]
+    id: strawberry.ID = strawberry.field(description="The endpoint's id.")
+    shop_id: strawberry.ID = strawberry.field(description="The shop.")
+    url: str = strawberry.field(description="Where the events are POSTed (HTTPS).")
+    events: list[WebhookEvent] = strawberry.field(description="The events it subscribes to.")
     is_active: bool = strawberry.field(
         description="False once disabled (see disabledReason); nothing is sent to it then."
     )
     disabled_reason: str | None = strawberry.field(description="Why it was disabled.")
-    created_at: datetime
+    created_at: datetime = strawberry.field(description="When it was added.")
 
     @classmethod
     def of(cls, out: WebhookOut) -> WebhookEndpoint:
@@ -52,7 +52,7 @@ class WebhookEndpoint:
 
 @strawberry.type(description="A new endpoint and its signing secret (shown this once only).")
 class CreatedWebhookEndpoint:
-    endpoint: WebhookEndpoint
+    endpoint: WebhookEndpoint = strawberry.field(description="The new endpoint.")
     secret: str = strawberry.field(
         description="The Standard Webhooks signing secret (whsec_...); never shown again."
     )
