@@ -198,3 +198,13 @@ async def test_the_events_broker_publishes_across_a_node_loss(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_broker_check_passes_while_any_node_answers(rabbitmq_url: str) -> None:
+    from storefront.web.health import check_broker
+
+    dead, other_dead = free_port(), free_port()
+    some_up = node_list(rabbitmq_url, dead, 5672)
+    assert (await check_broker(some_up, 2.0))["status"] == "up"
+    all_down = node_list(rabbitmq_url, dead, other_dead)
+    assert (await check_broker(all_down, 2.0))["status"] == "down"

@@ -6,6 +6,7 @@ pub/sub) carries on against the new master."""
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
 import time
 import uuid
@@ -97,25 +98,13 @@ def message(body: bytes) -> BrokerMessage:
     return BrokerMessage(task_id=uuid.uuid4().hex, task_name="t", message=body, labels={})
 
 
-async def test_every_redis_user_follows_a_failover(
-    sentinels: SentinelGroup, stream_broker: ReconnectingRedisStreamBroker
-) -> None:
+async def test_every_redis_user_follows_a_failover(sentinels: SentinelGroup) -> None:
     redis = create_redis(sentinels.url)
     limiter = DistributedRateLimiter(
         redis, prefix="sf:", strategy="moving-window", timeout_seconds=0.5, retry_seconds=0.2
     )
     cache = ResponseCache(redis=redis, prefix="sf:")
     limit = Limit("test", parse("1000/minute"))
-    received: list[bytes] = []
-
-    async def consume() -> None:
-        async for delivered in stream_broker.listen():
-            received.append(delivered.data)
-            result = delivered.ack()
-            if isinstance(result, Awaitable):
-                await result
-
-    consumer = asyncio.create_task(consume())
 
     async def compute() -> Any:
         return make_entry(b"body")
@@ -126,8 +115,6 @@ async def test_every_redis_user_follows_a_failover(
         assert limiter.backend == "redis"
         _, source = await cache.get_or_compute("product", "p1", ["product:1"], compute)
         assert source == "miss"
-        await stream_broker.kick(message(b"before"))
-        await eventually(lambda: _true(b"before" in received))
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe("sf:live")
 
@@ -149,7 +136,9 @@ async def test_every_redis_user_follows_a_failover(
         await eventually(limiter_back)
         assert keys_on(new, "sf:ratelimit*")
 
-        # the cache: no longer bypassing Redis, its entries written to the new master
+        # the cache: no longer bypassing Redis, its entries written to the new master (its
+        # generation reader is a single-connection client: it reconnected to the dead master
+        # for ever before FollowingSentinelConnection)
         async def cache_back() -> bool:
             await cache.invalidate(["product:1"])
             _, source = await cache.get_or_compute("product", "p1", ["product:1"], compute)
@@ -157,14 +146,6 @@ async def test_every_redis_user_follows_a_failover(
 
         await eventually(cache_back)
         assert keys_on(new, "sf:cache:*")
-
-        # the job stream: a job sent after the failover is delivered
-        async def kicked() -> bool:
-            await stream_broker.kick(message(b"after"))
-            return True
-
-        await eventually(kicked)
-        await eventually(lambda: _true(b"after" in received))
 
         # pub/sub: a new subscription on the new master hears a publish
         await pubsub.aclose()
@@ -179,11 +160,46 @@ async def test_every_redis_user_follows_a_failover(
         await eventually(heard)
         await pubsub.aclose()
     finally:
-        consumer.cancel()
-        await asyncio.gather(consumer, return_exceptions=True)
         await limiter.aclose()
         await cache.aclose()
         await redis.aclose()
+
+
+async def test_the_job_stream_follows_a_failover(
+    sentinels: SentinelGroup, stream_broker: ReconnectingRedisStreamBroker
+) -> None:
+    received: list[bytes] = []
+
+    async def consume() -> None:
+        async for delivered in stream_broker.listen():
+            received.append(delivered.data)
+            result = delivered.ack()
+            if isinstance(result, Awaitable):
+                await result
+
+    consumer = asyncio.create_task(consume())
+    try:
+        await stream_broker.kick(message(b"before"))
+        await eventually(lambda: _true(b"before" in received))
+        old = sentinels.kill_master()
+        sentinels.wait_for_new_master(old)
+
+        async def kicked() -> bool:
+            await stream_broker.kick(message(b"after"))
+            return True
+
+        await eventually(kicked)
+        try:
+            # the listener's back-off is capped at 30 s (decision 0130)
+            await eventually(lambda: _true(b"after" in received), within=60)
+        except AssertionError:
+            # where the consumer is, for the report (it was seen stuck once under load)
+            stack = io.StringIO()
+            consumer.print_stack(file=stack)
+            raise AssertionError(f"not delivered; consumer: {stack.getvalue()}") from None
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
 
 
 async def _true(value: bool) -> bool:
@@ -223,3 +239,34 @@ async def test_no_sentinel_answers_is_a_connection_error() -> None:
             await redis.ping()
     finally:
         await redis.aclose()
+
+
+async def test_the_app_serves_through_a_failover(sqlite_url: str, sentinels: SentinelGroup) -> None:
+    """The whole app on the Sentinel URL: ready, caching in Redis; the master is killed; it
+    stays ready once the sentinels promoted the replica and caches on the new master."""
+    from tests.cache.test_response_cache_redis import instance, url_of
+    from tests.conftest import _empty_tables
+    from tests.support.factories import shop_with_staff
+
+    async with instance(sqlite_url, sentinels.url, "sf:") as (resources, api):
+        try:
+            assert (await api.client.get("/readyz")).status_code == 200
+            _owner, staff, shop = await shop_with_staff(api)
+            product = await api.product(staff, shop)
+            url = url_of(shop, product)
+            assert (await api.client.get(url)).headers["x-cache"] == "miss"
+
+            old = sentinels.kill_master()
+            new = sentinels.wait_for_new_master(old)
+
+            async def ready_and_caching() -> bool:
+                if (await api.client.get("/readyz")).status_code != 200:
+                    return False
+                await resources.cache.invalidate([f"product:{product['id']}"])
+                return (await api.client.get(url)).headers["x-cache"] == "miss"
+
+            await eventually(ready_and_caching)
+            assert keys_on(new, "sf:cache:e:*")
+            assert (await api.client.get(url)).headers["x-cache"] == "hit-l1"
+        finally:
+            await _empty_tables(resources)

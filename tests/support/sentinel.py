@@ -3,6 +3,7 @@ tuned to fail over in about a second (down-after 300 ms, failover-timeout 1 s)."
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import time
@@ -78,14 +79,23 @@ class SentinelGroup:
             lambda: SyncRedis(port=replica).info("replication")["master_link_status"] == "up",
             "the replica did not sync",
         )
+        # each sentinel told of the replica and of the others up front: discovering them
+        # takes a sentinel up to 10 s (INFO every 10 s, hellos every 2 s)
+        ids = {port: secrets.token_hex(20) for port in self.sentinel_ports}
         for port in self.sentinel_ports:
             conf = self.directory / f"sentinel-{port}.conf"
+            others = "".join(
+                f"sentinel known-sentinel {SERVICE} 127.0.0.1 {other} {ids[other]}\n"
+                for other in self.sentinel_ports
+                if other != port
+            )
             conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"port {port}\nbind 127.0.0.1\ndir {self.directory}\nsentinel myid {ids[port]}\n"
                 f"sentinel monitor {SERVICE} 127.0.0.1 {master} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} 300\n"
                 f"sentinel failover-timeout {SERVICE} 1000\n"
                 f"sentinel parallel-syncs {SERVICE} 1\n"
+                f"sentinel known-replica {SERVICE} 127.0.0.1 {replica}\n{others}"
             )
             self._spawn(port, [str(conf), "--sentinel"])
         # every sentinel has found the replica and the other sentinels: a failover can start
