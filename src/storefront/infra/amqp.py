@@ -39,7 +39,7 @@ class ClusterConnection(RobustConnection):
 
     async def _RobustConnection__connect_transport(self) -> None:
         connect = getattr(super(), _CONNECT_TRANSPORT)
-        failure: BaseException | None = None
+        failure: BaseException = ConnectionError("no node to connect to")
         for _ in self.nodes:
             self.url = self.nodes[self.node]
             try:
@@ -49,7 +49,6 @@ class ClusterConnection(RobustConnection):
                 self.node = (self.node + 1) % len(self.nodes)
             else:
                 return
-        assert failure is not None  # noqa: S101 - at least one node
         raise failure
 
 
