@@ -30,6 +30,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx2
 import pytest
 from fastapi import FastAPI
+from fastapi.dependencies import models as fastapi_models
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 from sqlalchemy import event
@@ -38,7 +39,7 @@ from sqlalchemy.engine import make_url
 from storefront.cli import run_migrations
 from storefront.resources import Resources
 from storefront.settings import DEFAULT_JWT_SECRET, Settings
-from tests.support.apps import empty_tables, running_app
+from tests.support.apps import empty_tables, freeze_long_lived, running_app
 from tests.support.factories import Api
 from tests.support.servers import OwnRedis
 
@@ -397,6 +398,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             marker = SERVICE_FIXTURES.get(name)
             if marker is not None:
                 item.add_marker(marker)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    freeze_long_lived()  # the modules and the collected tests live as long as the worker
+
+
+# FastAPI's classification of dependency callables (fastapi/dependencies/models.py) is
+# module-level lru_caches of 4,096 entries keyed by the callables themselves: they kept
+# every app a test built (8-10 MB each) alive long after the test, and the worker's heap,
+# which every full garbage collection walks, grew past 2 GB. Cleared after each test; the
+# shared apps classify their dependencies again at their next request, a few microseconds.
+_FASTAPI_CALLABLE_CACHES = [
+    getattr(fastapi_models, name)
+    for name in dir(fastapi_models)
+    if name.endswith("_cached") and hasattr(getattr(fastapi_models, name), "cache_clear")
+]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    for cache in _FASTAPI_CALLABLE_CACHES:
+        cache.cache_clear()
 
 
 @pytest.fixture
