@@ -148,7 +148,7 @@ async def test_every_redis_user_follows_a_failover(sentinels: SentinelGroup) -> 
         assert keys_on(new, "sf:cache:*")
 
         # pub/sub: a new subscription on the new master hears a publish
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         await eventually(lambda: _subscribe(pubsub, "sf:live"))
         await redis.publish("sf:live", "hello")
@@ -158,7 +158,7 @@ async def test_every_redis_user_follows_a_failover(sentinels: SentinelGroup) -> 
             return got is not None and got["data"] == b"hello"
 
         await eventually(heard)
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
     finally:
         await limiter.aclose()
         await cache.aclose()

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
@@ -103,7 +104,11 @@ class SentinelGroup:
 
     def _ready(self) -> bool:
         for port in self.sentinel_ports:
-            state = SyncRedis(port=port, socket_timeout=0.5).sentinel_master(SERVICE)
+            client = SyncRedis(port=port, socket_timeout=0.5)
+            try:
+                state: dict[str, Any] = client.sentinel_master(SERVICE)  # type: ignore[assignment]
+            finally:
+                client.close()
             if int(state["num-slaves"]) < 1 or int(state["num-other-sentinels"]) < 2:
                 return False
         return True
@@ -114,7 +119,8 @@ class SentinelGroup:
         for port in self.sentinel_ports:
             client = SyncRedis(port=port, socket_timeout=0.5)
             try:
-                _host, master = client.sentinel_get_master_addr_by_name(SERVICE)
+                addr: tuple[str, int] = client.sentinel_get_master_addr_by_name(SERVICE)  # type: ignore[assignment]
+                _host, master = addr
             finally:
                 client.close()
             named.append(int(master))
