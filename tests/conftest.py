@@ -57,12 +57,12 @@ def keep_bytecode_outside_the_tree() -> None:
     """Under PYTHONDONTWRITEBYTECODE (set on the CI image) every Python process compiled every
     module it imported from source: each test worker, and each `storefront` subprocess (2.7 s
     of CPU to print `secrets generate`, 0.9 s with bytecode). The tests cache bytecode under
-    .venv/pycache instead (PYTHONPYCACHEPREFIX): the tree stays free of __pycache__, as that
+    .pycache/ instead (PYTHONPYCACHEPREFIX, as the Makefile sets it): the tree stays free of __pycache__, as that
     setting intends, and the workers and subprocesses started from here inherit it."""
     if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
         return
     prefix = os.environ.get("PYTHONPYCACHEPREFIX") or str(
-        Path(__file__).resolve().parent.parent / ".venv" / "pycache"
+        Path(__file__).resolve().parent.parent / ".pycache"
     )
     os.environ.pop("PYTHONDONTWRITEBYTECODE")
     os.environ["PYTHONPYCACHEPREFIX"] = prefix

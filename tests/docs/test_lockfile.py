@@ -68,3 +68,30 @@ def test_the_committed_pyproject_and_lock_agree() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_bytecode_cache_is_outside_the_folders_install_creates() -> None:
+    """The Makefile caches bytecode under PYTHONPYCACHEPREFIX for every process it starts.
+    It pointed into .venv/: on a fresh clone the first Python run (uv's bootstrap) created
+    .venv/pycache, and `uv sync` then refused .venv as "not a valid Python environment", so
+    `make run` and `make test` failed before installing anything."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
+    shown = subprocess.run(
+        [  # noqa: S607 - make from PATH
+            "make",
+            "-s",
+            "--no-print-directory",
+            "--eval",
+            "show-dirs: ; @echo $(PYTHONPYCACHEPREFIX) $(CURDIR)/$(VENV) $(CURDIR)/$(TOOLS)",
+            "show-dirs",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    prefix, *created = (Path(p) for p in shown)
+    for folder in created:
+        assert not prefix.is_relative_to(folder), (prefix, folder)
