@@ -57,8 +57,9 @@ def keep_bytecode_outside_the_tree() -> None:
     """Under PYTHONDONTWRITEBYTECODE (set on the CI image) every Python process compiled every
     module it imported from source: each test worker, and each `storefront` subprocess (2.7 s
     of CPU to print `secrets generate`, 0.9 s with bytecode). The tests cache bytecode under
-    .pycache/ instead (PYTHONPYCACHEPREFIX, as the Makefile sets it): the tree stays free of __pycache__, as that
-    setting intends, and the workers and subprocesses started from here inherit it."""
+    .pycache/ instead (PYTHONPYCACHEPREFIX, as the Makefile sets it): the tree stays free of
+    __pycache__, as that setting intends, and the workers and subprocesses started from here
+    inherit it."""
     if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
         return
     prefix = os.environ.get("PYTHONPYCACHEPREFIX") or str(
