@@ -12,6 +12,7 @@ import uuid
 import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy import text
 
 from storefront.app import create_app
 from tests.conftest import _empty_tables, make_settings
@@ -90,3 +91,64 @@ async def test_a_redis_outage_is_logged_once_and_its_end_once(
                 assert said("cache: Redis unavailable") == 1
         finally:  # the shared database: leave no rows (signing keys, users)
             await _empty_tables(app.state.resources)
+
+
+@pytest.mark.postgres
+async def test_a_row_locked_past_the_statement_timeout_is_503_not_500(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Concurrent orders on one product queue on its row; one that waits past
+    statement_timeout was a 500 with a traceback (seen in the availability drills under
+    load). It is the database being busy, not a bug and not an outage: 503 with Retry-After
+    on REST, ``unavailable`` on GraphQL, nothing changed, and the database not marked away."""
+    from storefront.infra.availability import dependency
+    from tests.graphql.support import codes, gql
+
+    setup = create_app(make_settings(postgres_url))
+    # the same database with a short statement timeout: only the requests under test use it
+    busy = create_app(make_settings(postgres_url, database={"statement_timeout_ms": 300}))
+    async with (
+        LifespanManager(setup, startup_timeout=30, shutdown_timeout=30),
+        LifespanManager(busy, startup_timeout=30, shutdown_timeout=30),
+    ):
+        try:
+            transport = httpx2.ASGITransport(app=setup, raise_app_exceptions=False)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+                api = Api(client, setup.state.resources)
+                _owner, staff, shop = await shop_with_staff(api)
+                product = await api.product(staff, shop, name="Hot item", stock=5)
+            url = f"{V1}/shops/{shop['id']}/products/{product['id']}"
+            transport = httpx2.ASGITransport(app=busy, raise_app_exceptions=False)
+            async with (
+                httpx2.AsyncClient(transport=transport, base_url="http://t") as client,
+                setup.state.resources.engine.begin() as holder,
+            ):
+                # another writer holds the product's row for longer than the timeout
+                await holder.execute(
+                    text("SELECT id FROM products WHERE id = :id FOR UPDATE"),
+                    {"id": uuid.UUID(product["id"])},
+                )
+                caplog.set_level(logging.WARNING, logger="storefront.errors")
+                r = await client.patch(
+                    url, json={"stock": 1}, headers={**staff.auth, "If-Match": "*"}
+                )
+                assert r.status_code == 503, r.text
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.headers["retry-after"] == "5"
+                update = """mutation($shop: UUID!, $id: UUID!) {
+                  updateProduct(shopId: $shop, id: $id, version: 1, input: {stock: 2}) {
+                    version } }"""
+                body = await gql(
+                    client, update, {"shop": shop["id"], "id": product["id"]}, user=staff
+                )
+                assert codes(body) == ["unavailable"]
+                assert body["errors"][0]["extensions"]["retry_after"] == 5
+            assert "Traceback" not in caplog.text
+            assert "database busy" in caplog.text
+            assert dependency("database").is_up
+            transport = httpx2.ASGITransport(app=setup, raise_app_exceptions=False)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+                after = (await client.get(url)).json()
+            assert (after["stock"], after["version"]) == (5, product["version"])
+        finally:
+            await _empty_tables(setup.state.resources)

@@ -14,7 +14,12 @@ from graphql.error import GraphQLError
 from pydantic import ValidationError
 from strawberry.extensions import MaskErrors
 
-from storefront.infra.availability import MISSING_SCHEMA, dependency, unavailable_reason
+from storefront.infra.availability import (
+    MISSING_SCHEMA,
+    busy_reason,
+    dependency,
+    unavailable_reason,
+)
 from storefront.infra.discovery import RETRY_AFTER_SECONDS
 from storefront.kit.errors import DomainError
 from storefront.telemetry import sentry
@@ -77,7 +82,14 @@ def _unavailable(original: BaseException) -> tuple[str, dict[str, Any]] | None:
     internal error: no traceback, logged once per change of state (decision 0110). A
     missing table or column counts only while this process already knows the database is
     not ready (its readiness monitor checks the schema revision): against a migrated
-    database it is a bug, logged as one."""
+    database it is a bug, logged as one. A statement the database gave up on (statement
+    timeout, lock wait) is ``unavailable`` too, without marking the database away."""
+    if busy_reason(original) is not None:
+        return "The database could not finish this request in time; retry later.", {
+            "code": "unavailable",
+            "status": 503,
+            "retry_after": RETRY_AFTER_SECONDS,
+        }
     found = unavailable_reason(original)
     if found is None:
         return None

@@ -79,6 +79,21 @@ def unavailable_reason(exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
+# ... and "the database is there but could not finish this statement in time": a statement
+# cancelled by statement_timeout (query_canceled), a lock not granted within lock_timeout
+_BUSY = frozenset({"57014", "55P03"})
+
+
+def busy_reason(exc: BaseException) -> str | None:
+    """Why the database gave up on a statement it was able to run (statement_timeout, a row
+    lock held too long by concurrent writers), or None. Not an outage and not a bug in the
+    request: a 503 with ``Retry-After``, and the database is not marked away."""
+    for err in _chain(exc):
+        if isinstance(err, sa_exc.DBAPIError) and _sqlstate(err) in _BUSY:
+            return _short(err.orig or err)
+    return None
+
+
 def _sqlstate(err: BaseException) -> str | None:
     """The PostgreSQL SQLSTATE somewhere in the chain (asyncpg, psycopg), if any."""
     for link in _chain(err):

@@ -21,6 +21,7 @@ from starlette.routing import Match, Mount
 from storefront.infra.availability import (
     MISSING_SCHEMA,
     RETRY_AFTER_SECONDS,
+    busy_reason,
     dependency,
     unavailable_reason,
 )
@@ -188,7 +189,18 @@ async def _unavailable(
 ) -> Response | None:
     """503 with Retry-After when ``exc`` means a dependency is away (the database unreachable,
     not migrated or out of pooled connections; Redis down): not a bug, so no traceback; the
-    log says it once per change of state (infra/availability.py). None otherwise."""
+    log says it once per change of state (infra/availability.py). A statement the database
+    gave up on (statement_timeout, a lock wait: contention on a hot row) is 503 too, logged
+    as a warning and without marking the database away. None otherwise."""
+    busy = busy_reason(exc)
+    if busy is not None:
+        logger.warning("database busy on %s %s: %s", request.method, request.url.path, busy)
+        return problem_response(
+            request,
+            503,
+            detail="The database could not finish this request in time; retry later.",
+            headers={**(headers or {}), "Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     found = unavailable_reason(exc)
     if found is None:
         return None
