@@ -41,7 +41,7 @@ from storefront.resources import Resources
 from storefront.settings import DEFAULT_JWT_SECRET, Settings
 from tests.support.apps import empty_tables, freeze_long_lived, running_app
 from tests.support.factories import Api
-from tests.support.servers import OwnRedis
+from tests.support.servers import LocalStripe, OwnRedis, start_localstripe
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "STOREFRONT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -465,3 +465,13 @@ def count_queries(resources: Resources) -> Iterator[Callable[[], QueryCounter]]:
         yield lambda: counter
     finally:
         event.remove(resources.engine.sync_engine, "before_cursor_execute", on_execute)
+
+
+@pytest.fixture(scope="session")
+def localstripe() -> Iterator[LocalStripe]:
+    """The payment provider's emulator (localstripe), one per test worker."""
+    server = start_localstripe()
+    try:
+        yield server
+    finally:
+        server.stop()

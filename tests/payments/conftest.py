@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,16 +14,7 @@ from storefront.settings import Settings
 from tests.conftest import hardened_overrides, make_settings
 from tests.support.events import eventually, relayed_and_consumed
 from tests.support.factories import Api, UserHandle, shop_with_staff
-from tests.support.servers import LocalStripe, start_localstripe
-
-
-@pytest.fixture(scope="session")
-def localstripe() -> Iterator[LocalStripe]:
-    server = start_localstripe()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.support.servers import LocalStripe
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,18 +18,9 @@ from prometheus_client import REGISTRY
 from storefront.resilience import CircuitOpen, Resilience
 from storefront.settings import ResilienceSettings
 from tests.support.faults import Fault, FaultProxy
-from tests.support.servers import LocalStripe, start_localstripe
+from tests.support.servers import LocalStripe
 
 ERRORS = (stripe.APIConnectionError, TimeoutError)
-
-
-@pytest.fixture(scope="module")
-def localstripe() -> Iterator[LocalStripe]:
-    server = start_localstripe()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ erasure of an account) is outside these flows by design; docs/scaling.md lists i
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +27,7 @@ from tests.conftest import hardened_overrides, make_settings
 from tests.support.events import eventually, relayed_and_consumed
 from tests.support.factories import Api, shop_with_staff
 from tests.support.payments import pay, payments_url
-from tests.support.servers import LocalStripe, start_localstripe
+from tests.support.servers import LocalStripe
 
 V1, V2 = "/api/v1", "/api/v2"
 
@@ -119,15 +118,6 @@ def test_the_checker_reads_statements_as_meant() -> None:
     ]
     assert shop_scoped('INSERT INTO "orders" (id, shop_id) VALUES (?, ?)') == []
     assert shop_scoped("SELECT * FROM users WHERE users.id = $1") == []
-
-
-@pytest.fixture(scope="session")
-def localstripe() -> Iterator[LocalStripe]:
-    server = start_localstripe()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
