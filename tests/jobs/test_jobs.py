@@ -526,7 +526,10 @@ async def test_two_relayers_send_each_row_exactly_once(database_url: str, broker
                     pass
 
             await asyncio.gather(*(drain(relayer) for relayer in relayers))
-            assert await _outbox(resources) == []
+            # none of these rows is left (a row some other code scheduled for later may be:
+            # CI once saw one beside these 120, all sent, and the test failed on it)
+            left = [(e.job, str(e.id)) for e in await _outbox(resources) if str(e.id) in ids]
+            assert left == []
             sent = [m["labels"]["outbox_id"] for m in await _broker_messages(broker)]
             assert sorted(sent) == sorted(ids)  # every row, each exactly once
             counts = [relayer.relay.relayed for relayer in relayers if relayer.relay]

@@ -101,7 +101,7 @@ def wait_ready(base: str, proc: subprocess.Popen[Any], within: float = 120) -> N
 
 class OwnRedis:
     """A throwaway redis-server on a loopback port (no persistence), so a test can stop,
-    pause and start it mid-run."""
+    freeze and start it mid-run."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -141,13 +141,16 @@ class OwnRedis:
                 client.close()
         raise AssertionError("redis-server did not start")
 
-    def pause(self, ms: int) -> None:
-        """Every client's commands wait ``ms`` milliseconds (a server that hangs)."""
-        client = SyncRedis(port=self.port)
-        try:
-            client.client_pause(ms)  # CLIENT PAUSE <ms>: mode ALL, the default
-        finally:
-            client.close()
+    def freeze(self) -> None:
+        """Stop the server process (SIGSTOP): a server that hangs, keeping its data, its
+        connections open and every command unanswered until ``thaw``."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server run again (SIGCONT)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Kill it (a crash: its clients see their connections drop)."""
