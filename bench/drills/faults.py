@@ -132,10 +132,10 @@ async def _rolling(ctx: Context) -> None:
         ctx.mark(f"{name} back in HAProxy")
 
 
-def _script(script: str, event: str) -> Step:
+def _script(script: str, event: str, *args: str) -> Step:
     async def step(ctx: Context) -> None:
         ctx.mark(event, fault=True)
-        await ctx.sh(script)
+        await ctx.sh(script, *args)
         ctx.mark(f"{Path(script).name} returned")
 
     return step
@@ -194,7 +194,8 @@ DRILLS: tuple[Drill, ...] = (
         "postgres-primary-kill",
         "SIGKILL of the PostgreSQL primary's process group (kill-primary.sh)",
         "Patroni promotes the synchronous standby, HAProxy follows, Storefront reconnects",
-        _script(f"{PG}/kill-primary.sh", "kill the PostgreSQL primary"),
+        # the drill's load measures: the script only kills (no write probe of its own)
+        _script(f"{PG}/kill-primary.sh", "kill the PostgreSQL primary", "--kill-only"),
         needs=(f"{PG}/kill-primary.sh",),
         heal=_heal(f"{PG}/rejoin.sh"),
         settle=45.0,
@@ -203,7 +204,7 @@ DRILLS: tuple[Drill, ...] = (
         "postgres-replica-stop",
         "the PostgreSQL replica stopped (stop-replica.sh)",
         "reads fall back to the primary",
-        _script(f"{PG}/stop-replica.sh", "stop the PostgreSQL replica"),
+        _script(f"{PG}/stop-replica.sh", "stop the PostgreSQL replica", "--stop-only"),
         needs=(f"{PG}/stop-replica.sh",),
         heal=_heal(f"{PG}/rejoin.sh"),
         settle=30.0,
