@@ -243,6 +243,36 @@ def test_hpa_scales_on_cpu_and_the_adapters_request_rate(rendered: list[Resource
     assert of_kind(rendered, "PodDisruptionBudget")
 
 
+def test_the_alerts_job_label_is_the_one_the_service_monitor_gives(
+    rendered: list[Resource],
+) -> None:
+    """The alerts select the scrape job by name (up{job="storefront"}); on Kubernetes the
+    ServiceMonitor names the job, by default after each Service: the alert would select
+    nothing and never fire."""
+    monitoring = K8S.parent / "monitoring" / "prometheus"
+    alerts = (monitoring / "alerts.yml").read_text()
+    selected = set(re.findall(r'\bjob="([^"]+)"', alerts))
+    assert selected, "no alert selects a scrape job"
+    (monitor,) = of_kind(rendered, "ServiceMonitor")
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    ports = {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]}
+    jobs: dict[str, str] = {}
+    for service in of_kind(rendered, "Service"):
+        labels = service["metadata"].get("labels", {})
+        if not wanted.items() <= labels.items():
+            continue
+        if not ports & {port["name"] for port in service["spec"]["ports"]}:
+            continue
+        # the Prometheus Operator: the Service's label named by jobLabel, else its name
+        name = service["metadata"]["name"]
+        jobs[name] = labels.get(monitor["spec"].get("jobLabel", ""), name)
+    assert set(jobs) >= {"storefront-api", "storefront-worker-metrics"}, jobs
+    assert set(jobs.values()) == selected, jobs
+    # and the same job name outside Kubernetes (the static scrape configuration)
+    scrape = yaml.safe_load((monitoring / "scrape.yml").read_text())
+    assert selected <= {job["job_name"] for job in scrape["scrape_configs"]}
+
+
 def test_mesh_timeouts_are_above_the_apps_deadline_and_only_reads_retry(
     rendered: list[Resource],
 ) -> None:
