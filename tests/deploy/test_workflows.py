@@ -76,6 +76,33 @@ def test_main_builds_signs_and_updates_the_gitops_overlay() -> None:
     assert "ghcr.io/storefront/storefront=" in runs
 
 
+def github_glob(pattern: str) -> re.Pattern[str]:
+    """A workflow path filter as GitHub reads it: ** any characters, * any but /."""
+    parts = re.split(r"(\*\*|\*)", pattern)
+    table = {"**": ".*", "*": "[^/]*"}
+    return re.compile("".join(table.get(part, re.escape(part)) for part in parts) + r"\Z")
+
+
+def main_runs_on_push_of(changed: list[str]) -> bool:
+    push = load(ROOT / ".github/workflows/main.yml")["on"]["push"]
+    ignored = [github_glob(pattern) for pattern in push.get("paths-ignore", [])]
+    return any(not any(glob.match(path) for glob in ignored) for path in changed)
+
+
+def test_a_rollback_commit_is_not_rebuilt_and_redeployed() -> None:
+    # reverting a deploy commit changes the overlays only: building main then would make a
+    # new image of the code being rolled back and point the overlays at it again
+    deploy_commit = [
+        "deploy/k8s/overlays/dev/kustomization.yaml",
+        "deploy/k8s/overlays/prod/kustomization.yaml",
+    ]
+    assert not main_runs_on_push_of(deploy_commit)
+    # any other change is built and deployed
+    assert main_runs_on_push_of(["src/storefront/app.py"])
+    assert main_runs_on_push_of(["deploy/k8s/base/api.yaml"])
+    assert main_runs_on_push_of([*deploy_commit, "uv.lock"])
+
+
 def test_the_schedule_runs_the_bench_gate() -> None:
     runs = " ".join(
         step.get("run", "") for step in steps(load(ROOT / ".github/workflows/benchmark.yml"))
