@@ -52,13 +52,25 @@ def test_pull_requests_run_the_make_targets_ci_runs() -> None:
     runs = " ".join(
         step.get("run", "") for step in steps(load(ROOT / ".github/workflows/pull-request.yml"))
     )
-    for target in ("lint", "test", "security", "api-contract", "migration-lint", "deploy-check"):
+    gates = ("lint", "test", "security", "api-contract", "migration-lint", "n-minus-1")
+    for target in (*gates, "deploy-check"):
         assert f"make {target}" in runs, target
     ci = (ROOT / ".ci" / "run").read_text()
-    for target in ("lint", "test", "security", "api-contract", "deploy-check"):
+    for target in (*gates, "deploy-check"):
         assert f"make {target}" in ci, target
     assert "pip-audit" in runs
     assert "osv" in runs
+
+
+def test_every_make_target_a_workflow_runs_exists_and_is_never_optional() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    defined = set(re.findall(r"^([\w-]+):", makefile, flags=re.MULTILINE))
+    for path in WORKFLOWS:
+        runs = "\n".join(step.get("run", "") for step in steps(load(path)))
+        for target in re.findall(r"\bmake ([\w-]+)", runs):
+            assert target in defined, f"{path.name}: make {target} is not a Makefile target"
+        # a gate run only "when the Makefile has it" passes silently once it is renamed
+        assert "make -n" not in runs, f"{path.name}: a make target run only if defined"
 
 
 def test_main_builds_signs_and_updates_the_gitops_overlay() -> None:
