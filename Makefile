@@ -230,3 +230,13 @@ drill: install
 .PHONY: backup-drill
 backup-drill: install
 	bash deploy/cluster/postgres/restore-drill.sh
+
+# cross-region failover, simulated (docs/scaling.md#cross-region, decision 0198): a primary and
+# an asynchronous replica behind a delaying link, in scratch PostgreSQL 15 clusters of its own
+# on 127.0.0.1:5480-5482 (not the loopback cluster); the primary's region lost under load, the
+# replica promoted by the runbook; writes bench/reports/crossregion-*.md with the acknowledged
+# orders lost and the time to promote. About 3 minutes. Other lags:
+# CROSSREGION_ARGS="--scenario 50:0 --scenario 200:60 --seconds 20"
+.PHONY: crossregion-drill
+crossregion-drill: install
+	$(BIN)/python -m bench.crossregion $(CROSSREGION_ARGS)
