@@ -446,7 +446,7 @@ async def test_a_redelivered_confirmation_is_not_mailed_again(
 
     async def recorded() -> bool:
         async with resources.sessionmaker() as session:
-            placed = await session.get(Order, uuid.UUID(order["id"]))
+            placed = await session.get(Order, (uuid.UUID(world.shop["id"]), uuid.UUID(order["id"])))
             return placed is not None and placed.confirmation_sent_at is not None
 
     await _eventually(recorded, "the order records that its confirmation went out")

@@ -60,11 +60,6 @@ EXEMPT: dict[str, tuple[str, str]] = {
         "count fans out to every shard (rare: creating a shop), until the count moves to a "
         "per-account row",
     ),
-    "order lines loaded with their order": (
-        r"from order_lines where order_lines\.order_id in ",
-        "selectinload(Order.lines) joins on the mapper's key (order_id); the relationship's "
-        "join gains shop_id with the (shop_id, id) primary keys (docs/scaling.md, step 3)",
-    ),
 }
 
 
@@ -90,7 +85,10 @@ def shop_scoped(statement: str) -> list[str]:
                 missing.append(f"{table} (insert without shop_id)")
             continue
         qualified = rf"\b{re.escape(name)}\.shop_id\b"
-        predicate = rf"{qualified}\s*(=|in\b)|(=)\s*{qualified}"
+        # or a row value holding the shop: (t.shop_id, t.order_id) IN (...), as the ORM
+        # loads a relationship on a composite key (PostgreSQL prunes on it too)
+        row_value = rf"\(\s*(?:[\w.]+\s*,\s*)*{qualified}\s*(?:,\s*[\w.]+\s*)*\)\s*in\b"
+        predicate = rf"{qualified}\s*(=|in\b)|(=)\s*{qualified}|{row_value}"
         # an unqualified shop_id in a single-table statement (SQLAlchemy's DELETE/UPDATE)
         single = len(_TABLE_REF.findall(sql)) == 1 and re.search(r"\bshop_id\s*(=|in\b)", sql)
         if not re.search(predicate, sql) and not single:
@@ -118,6 +116,18 @@ def test_the_checker_reads_statements_as_meant() -> None:
     ]
     assert shop_scoped('INSERT INTO "orders" (id, shop_id) VALUES (?, ?)') == []
     assert shop_scoped("SELECT * FROM users WHERE users.id = $1") == []
+    # a relationship loaded on the (shop_id, order_id) key
+    assert (
+        shop_scoped(
+            "SELECT order_lines.id FROM order_lines WHERE (order_lines.shop_id, "
+            "order_lines.order_id) IN (($1::UUID, $2::UUID))"
+        )
+        == []
+    )
+    assert shop_scoped(
+        "SELECT order_lines.id FROM order_lines WHERE (order_lines.order_id, "
+        "order_lines.position) IN (($1::UUID, $2))"
+    ) == ["order_lines"]
 
 
 @pytest.fixture

@@ -71,3 +71,6 @@ class Product(TimestampMixin, Base):
         default=ProductStatus.active,
     )
     version: Mapped[int] = mapped_column(default=1)
+
+    # the identity is (shop_id, id): session.get takes both (docs/scaling.md, step 2)
+    __mapper_args__ = {"primary_key": [shop_id, id]}

@@ -4,7 +4,17 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storefront.kit.db import Base, TimestampMixin, new_id
@@ -59,9 +69,18 @@ class Order(TimestampMixin, Base):
     # before expiry existed (they expire at created_at + the payment window)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
+    # joined on the shop too: loading an order's lines names the shop (decision 0170), and
+    # the lines' foreign key is (shop_id, order_id) since revision 0015
     lines: Mapped[list[OrderLine]] = relationship(
-        lazy="raise", cascade="all, delete-orphan", order_by="OrderLine.position"
+        primaryjoin="and_(Order.shop_id == foreign(OrderLine.shop_id), "
+        "Order.id == foreign(OrderLine.order_id))",
+        lazy="raise",
+        cascade="all, delete-orphan",
+        order_by="OrderLine.position",
     )
+
+    # the identity is (shop_id, id): session.get takes both (docs/scaling.md, step 2)
+    __mapper_args__ = {"primary_key": [shop_id, id]}
 
 
 class OrderLine(Base):
@@ -73,13 +92,20 @@ class OrderLine(Base):
         Index("ix_order_lines_order_id", "order_id"),
         Index("ix_order_lines_product_id", "product_id"),
         Index("uq_order_lines_shop_id_id", "shop_id", "id", unique=True),  # 0014
+        # the order by its shop key (revision 0015)
+        ForeignKeyConstraint(
+            ["shop_id", "order_id"],
+            ["orders.shop_id", "orders.id"],
+            name="fk_order_lines_shop_id_order_id_orders",
+            ondelete="CASCADE",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     # the order's shop, on the line too: every tenant-owned row carries its shop (the key the
     # schema is partitioned and distributed by; decision 0155, migrations 0012 and 0013)
-    shop_id: Mapped[uuid.UUID]
+    shop_id: Mapped[uuid.UUID] = mapped_column()
     position: Mapped[int]
     # no foreign key into the catalog's table: orders keep their own snapshot
     product_id: Mapped[uuid.UUID]
@@ -88,3 +114,5 @@ class OrderLine(Base):
     unit_price_cents: Mapped[int] = mapped_column(BigInteger)
     quantity: Mapped[int]
     line_total_cents: Mapped[int] = mapped_column(BigInteger)
+
+    __mapper_args__ = {"primary_key": [shop_id, id]}

@@ -9,7 +9,16 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storefront.kit.db import Base, TimestampMixin, new_id, utcnow
@@ -52,6 +61,13 @@ class Payment(TimestampMixin, Base):
             sqlite_where=text("status = 'processing'"),
         ),
         Index("uq_payments_provider_reference", "provider_reference", unique=True),
+        # the order by its shop key (revision 0015)
+        ForeignKeyConstraint(
+            ["shop_id", "order_id"],
+            ["orders.shop_id", "orders.id"],
+            name="fk_payments_shop_id_order_id_orders",
+            ondelete="RESTRICT",
+        ),
     )
 
     # also the provider's idempotency key and the PaymentIntent's metadata["payment_id"]
@@ -73,6 +89,9 @@ class Payment(TimestampMixin, Base):
     # who may call the provider for it until when (a lease: one caller at a time)
     claimed_until: Mapped[datetime | None] = mapped_column(default=None)
     settled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    # the identity is (shop_id, id): session.get takes both (docs/scaling.md, step 2)
+    __mapper_args__ = {"primary_key": [shop_id, id]}
 
 
 class ProviderEvent(Base):

@@ -26,3 +26,6 @@ class WebhookEndpoint(TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     # why delivery stopped, when it did (e.g. the receiver answered 410 Gone)
     disabled_reason: Mapped[str | None] = mapped_column(String(100))
+
+    # the identity is (shop_id, id): session.get takes both (docs/scaling.md, step 2)
+    __mapper_args__ = {"primary_key": [shop_id, id]}

@@ -37,7 +37,10 @@ class WebhookRepository:
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def by_id(self, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
-        return await self.session.get(WebhookEndpoint, endpoint_id)
+        """By id alone: the delivery job's arguments do not name the shop (a job, not a
+        tenant request: docs/scaling.md, "fan out"). ``session.get`` takes (shop_id, id)."""
+        stmt = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def subscribers(self, shop_id: uuid.UUID) -> Sequence[tuple[uuid.UUID, list[str]]]:
         """(id, events) of the shop's active endpoints: one small query per published event."""
