@@ -270,3 +270,91 @@ async def test_the_app_serves_through_a_failover(sqlite_url: str, sentinels: Sen
             assert (await api.client.get(url)).headers["x-cache"] == "hit-l1"
         finally:
             await _empty_tables(resources)
+
+
+class FakeSentinels:
+    """Listeners that count the connections they get and either close each at once (a
+    sentinel that refuses) or never answer (one that is stopped, as SIGSTOP leaves it: the
+    kernel completes the handshake, nothing replies)."""
+
+    def __init__(self, *, answer: bool) -> None:
+        self.close_at_once = answer
+        self.connections: dict[int, int] = {}
+        self.servers: list[asyncio.Server] = []
+        self.held: list[asyncio.StreamWriter] = []
+
+    async def start(self, count: int) -> list[int]:
+        for _ in range(count):
+            server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+            port = int(server.sockets[0].getsockname()[1])
+            self.connections[port] = 0
+            self.servers.append(server)
+        return list(self.connections)
+
+    async def _accept(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        port = int(writer.get_extra_info("sockname")[1])
+        self.connections[port] += 1
+        if self.close_at_once:
+            writer.close()
+        else:
+            self.held.append(writer)
+
+    async def close(self) -> None:
+        for writer in self.held:
+            writer.close()
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()
+
+
+@pytest.mark.parametrize("answer", [True, False], ids=["refusing", "silent"])
+async def test_each_sentinel_is_asked_once_per_lookup(answer: bool) -> None:
+    """No sentinel answering: one connection to each, then the "Redis is away" error. redis-py's
+    own lookup asked them in turn with its client's retries and backoff: 11 connections to each
+    (refusing or silent), and 8-13 s before the first command failed."""
+    fakes = FakeSentinels(answer=answer)
+    ports = await fakes.start(3)
+    url = "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in ports) + "/storefront"
+    redis = create_redis(url, sentinel_timeout=0.3)
+    try:
+        with pytest.raises(RedisConnectionError, match="No master found"):
+            await redis.ping()
+        assert fakes.connections == dict.fromkeys(ports, 1)
+    finally:
+        await redis.aclose()
+        await fakes.close()
+
+
+async def test_stopped_sentinels_do_not_hold_up_the_lookup(sentinels: SentinelGroup) -> None:
+    """Two of the three sentinels SIGSTOPped and listed first, each allowed 120 s: the third's
+    answer is used as soon as it comes (they are asked at once). Asked in turn, the command
+    would wait out both stopped ones, far past the 60 s this test allows it."""
+    stopped = sentinels.sentinel_ports[:2]
+    for port in stopped:
+        sentinels.pause_sentinel(port)
+    redis = create_redis(sentinels.url, sentinel_timeout=120)
+    try:
+        async with asyncio.timeout(60):
+            await redis.set("k", "v")
+            assert await redis.get("k") == b"v"
+    finally:
+        for port in stopped:
+            sentinels.resume_sentinel(port)
+        await redis.aclose()
+
+
+async def test_every_sentinel_stopped_fails_at_the_lookup_bound(sentinels: SentinelGroup) -> None:
+    """Every sentinel SIGSTOPped: the command fails once the lookup's bound (here 1 s) has
+    passed, with the error the cache and the limiter fall back on; each stopped sentinel got
+    one request (the client retries nothing: a later lookup asks again)."""
+    for port in sentinels.sentinel_ports:
+        sentinels.pause_sentinel(port)
+    redis = create_redis(sentinels.url, sentinel_timeout=1)
+    try:
+        async with asyncio.timeout(60):
+            with pytest.raises(RedisConnectionError, match="no other answer within 1 s"):
+                await redis.ping()
+    finally:
+        for port in sentinels.sentinel_ports:
+            sentinels.resume_sentinel(port)
+        await redis.aclose()

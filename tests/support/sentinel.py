@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -155,6 +156,13 @@ class SentinelGroup:
 
         _wait(promoted, "no new master was promoted", within)
         return self.master_port()
+
+    def pause_sentinel(self, port: int) -> None:
+        """SIGSTOP a sentinel: the kernel still accepts connections, nothing answers."""
+        self.procs[port].send_signal(signal.SIGSTOP)
+
+    def resume_sentinel(self, port: int) -> None:
+        self.procs[port].send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         for proc in self.procs.values():
