@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml  # type: ignore[import-untyped]
@@ -271,6 +272,38 @@ def test_the_alerts_job_label_is_the_one_the_service_monitor_gives(
     # and the same job name outside Kubernetes (the static scrape configuration)
     scrape = yaml.safe_load((monitoring / "scrape.yml").read_text())
     assert selected <= {job["job_name"] for job in scrape["scrape_configs"]}
+
+
+def test_the_ingress_serves_the_public_url_through_the_mesh(rendered: list[Resource]) -> None:
+    """The API is reachable from outside at STOREFRONT_PUBLIC_BASE_URL's host, over TLS,
+    through the Service (so the mesh, not nginx, balances, times out and retries)."""
+    settings = settings_of(rendered)
+    host = urlsplit(settings["STOREFRONT_PUBLIC_BASE_URL"]).hostname
+    (ingress,) = of_kind(rendered, "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == host
+    assert [h for tls in ingress["spec"]["tls"] for h in tls["hosts"]] == [host]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    backend = path["backend"]["service"]
+    service = one(rendered, "Service", backend["name"])
+    pod_labels = one(rendered, "Deployment", "storefront-api")["spec"]["template"]["metadata"]
+    assert service["spec"]["selector"].items() <= pod_labels["labels"].items()
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == backend["port"]["name"]]
+    assert port["targetPort"] == "http"
+    # the only client the mesh and the NetworkPolicy admit on the API's port
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/service-upstream"] == "true"
+    assert notes["nginx.ingress.kubernetes.io/proxy-next-upstream"] == "off"
+    mesh_timeout = max(
+        float(route["timeout"].removesuffix("s"))
+        for route in of_kind(rendered, "ServiceProfile")[0]["spec"]["routes"]
+    )
+    assert float(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > mesh_timeout
+    body = notes["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert body.endswith("m")
+    assert int(body.removesuffix("m")) * 1024 * 1024 >= Settings().protection.max_bulk_body_bytes
 
 
 def test_mesh_timeouts_are_above_the_apps_deadline_and_only_reads_retry(
