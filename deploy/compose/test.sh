@@ -8,6 +8,13 @@
 #   COMPOSE_TEST_PORT (a free port), IMAGE, IMAGE_TAG
 set -eu
 . deploy/image/env.sh
+# the services find each other by name (postgres, redis, ...) through the network's DNS:
+# CNI's dnsname plugin or netavark's aardvark-dns, which Debian's podman only recommends (an
+# install without recommends lacks it, and the bootstrap then cannot resolve "postgres")
+case $(podman info --format '{{.Host.NetworkBackend}}') in
+    netavark) need_tools /usr/lib/podman/aardvark-dns:aardvark-dns ;;
+    *) need_tools /usr/lib/cni/dnsname:golang-github-containernetworking-plugin-dnsname ;;
+esac
 sh deploy/image/base.sh debian
 bin=.venv/bin
 base=localhost/storefront-base:bookworm

@@ -3,11 +3,15 @@
 # .tools/ (CONTAINERS_CONF points at it; /etc is left alone): this machine kind's kernel
 # needs the runc runtime and explicit default ulimits no higher than the caller's hard limits
 # (the container is refused otherwise: no CAP_SYS_RESOURCE here).
-# need_tools TOOL:PACKAGE...: install the Debian packages of the missing tools (as root)
+# need_tools TOOL:PACKAGE...: install the Debian packages of the missing tools (as root); a
+# TOOL that is an absolute path is a file that must be executable (a plugin off the PATH)
 need_tools() {
     missing=""
     for tool in "$@"; do
-        command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool#*:}"
+        case ${tool%%:*} in
+            /*) [ -x "${tool%%:*}" ] || missing="$missing ${tool#*:}" ;;
+            *) command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool#*:}" ;;
+        esac
     done
     [ -z "$missing" ] && return 0
     if [ "$(id -u)" != 0 ]; then
