@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from storefront import __version__
 from storefront.audit.routes import router as audit_router
+from storefront.audit.routes_v2 import router as audit_v2_router
 from storefront.catalog.routes import router as catalog_router
 from storefront.catalog.routes_v2 import router as catalog_v2_router
 from storefront.events import EventBus
@@ -18,7 +19,10 @@ from storefront.graphql.ide import install_graphiql
 from storefront.graphql.live import LiveHub, live_consumer
 from storefront.identity.routes import jwks_router
 from storefront.identity.routes import router as identity_router
+from storefront.identity.routes_v2 import root_router as api_v2_root
+from storefront.identity.routes_v2 import router as identity_v2_router
 from storefront.orders.expiry import OrderExpirySchedule
+from storefront.orders.limit_routes_v2 import router as order_limits_v2_router
 from storefront.orders.routes import router as orders_router
 from storefront.orders.tasks import JOBS as ORDER_JOBS
 from storefront.payments.routes import router as payments_router
@@ -26,11 +30,13 @@ from storefront.payments.routes_v2 import router as orders_v2_router
 from storefront.payments.tasks import ReconciliationSchedule
 from storefront.privacy.retention import RetentionSchedule
 from storefront.privacy.routes import router as privacy_router
+from storefront.privacy.routes_v2 import router as privacy_v2_router
 from storefront.privacy.tasks import JOBS as PRIVACY_JOBS
 from storefront.resources import open_resources
 from storefront.resources.instrument import setup_observability, shutdown_observability
 from storefront.sales import CONSUMERS
 from storefront.sales.routes import router as sales_router
+from storefront.sales.routes_v2 import router as sales_v2_router
 from storefront.settings import Settings, get_settings
 from storefront.shops.routes import router as shops_router
 from storefront.shops.routes_v2 import router as shops_v2_router
@@ -51,6 +57,7 @@ from storefront.web.route_policy import declared, fast_reads
 from storefront.web.serving import install_drain_on_sigterm
 from storefront.web.versioning import VersioningMiddleware, v1_routes
 from storefront.webhooks.routes import router as webhooks_router
+from storefront.webhooks.routes_v2 import router as webhooks_v2_router
 from storefront.webhooks.tasks import JOBS as WEBHOOK_JOBS
 
 logger = logging.getLogger("storefront")
@@ -171,9 +178,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     # API v2 (HAL, decision 0142): the same services and guards, its own prefix
     api_v2 = APIRouter(prefix=API_V2_PREFIX, dependencies=api.dependencies)
-    for router in (shops_v2_router, catalog_v2_router, orders_v2_router):
+    for router in (
+        identity_v2_router,
+        shops_v2_router,
+        catalog_v2_router,
+        orders_v2_router,
+        order_limits_v2_router,
+        webhooks_v2_router,
+        privacy_v2_router,
+        audit_v2_router,
+        sales_v2_router,
+    ):
         api_v2.include_router(router)
     app.include_router(api_v2)
+    app.include_router(api_v2_root, prefix=API_V2_PREFIX, dependencies=api.dependencies)
     app.include_router(graphql_router(settings))  # /graphql (decision 0145)
     if settings.graphql_introspection:
         install_graphiql(app)  # GraphiQL's own assets (decision 0166)

@@ -45,12 +45,17 @@ async def test_routes_without_a_successor_and_paginated_listings(api: Api) -> No
     _owner, staff, shop = await shop_with_staff(api)
     for _ in range(3):
         await api.product(staff, shop)
-    before = v1_count("GET", "/api/v1/users/me", "false")
-    r = await api.client.get("/api/v1/users/me", headers=staff.auth)
-    assert r.status_code == 200, r.text
+    # the token-issuing routes are the shared auth surface of both versions (decision 0206)
+    before = v1_count("POST", "/api/v1/auth/refresh", "false")
+    r = await api.client.post("/api/v1/auth/refresh", json={"refresh_token": "not-a-token"})
+    assert r.status_code == 401, r.text
     assert "deprecation" not in r.headers
     assert "link" not in r.headers
-    assert v1_count("GET", "/api/v1/users/me", "false") == before + 1
+    assert v1_count("POST", "/api/v1/auth/refresh", "false") == before + 1
+    # the account has a v2 successor now
+    r = await api.client.get("/api/v1/users/me", headers=staff.auth)
+    assert r.status_code == 200, r.text
+    assert r.headers["link"] == '</api/v2/users/me>; rel="successor-version"'
 
     # a listing's Link is its rel="next" alone; the last page has none, as before
     r = await api.client.get(f"/api/v1/shops/{shop['id']}/products?limit=2")

@@ -16,6 +16,7 @@ import binascii
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import msgpack
@@ -30,6 +31,7 @@ from storefront.web.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_CURSOR_LENGTH,
     MAX_PAGE_SIZE,
+    MAX_SEQ,
     InvalidCursor,
 )
 from storefront.web.paths import API_V2_PREFIX
@@ -58,7 +60,74 @@ CANCEL = "sf:cancel"
 REFUND = "sf:refund"
 ARCHIVE = "sf:archive"
 CUSTOMER = "sf:customer"
-RELATIONS = (SHOP, PRODUCTS, PRODUCT, ORDERS, ORDER, PAYMENTS, PAY, CANCEL, REFUND, ARCHIVE)
+# the entry point, the account and the shared sign-in surface (decision 0206)
+ME = "sf:me"
+MY_SHOPS = "sf:my-shops"
+OPEN_SHOP = "sf:open-shop"
+REGISTER = "sf:register"
+LOGIN = "sf:login"
+REFRESH = "sf:refresh"
+LOGOUT = "sf:logout"
+SESSIONS = "sf:sessions"
+REVOKE = "sf:revoke"
+PASSWORD_CHANGE = "sf:password"  # noqa: S105 (a link relation)
+MFA_ENROL = "sf:mfa-enrol"
+MFA_CONFIRM = "sf:mfa-confirm"
+MFA_REMOVE = "sf:mfa-remove"
+# privacy
+EXPORTS = "sf:exports"
+DOWNLOAD = "sf:download"
+CONSENTS = "sf:consents"
+ERASE = "sf:erase"
+# shop management
+MEMBER = "sf:member"
+DELETE = "sf:delete"
+ORDER_LIMITS = "sf:order-limits"
+CATALOG_SUMMARY = "sf:catalog-summary"
+BULK = "sf:bulk"
+SALES = "sf:sales"
+AUDIT = "sf:audit"
+ADMIN_AUDIT = "sf:admin-audit"
+WEBHOOKS = "sf:webhooks"
+EDIT = "edit"  # IANA: PATCH the target (with If-Match where the resource has an ETag)
+RELATIONS = (
+    SHOP,
+    PRODUCTS,
+    PRODUCT,
+    ORDERS,
+    ORDER,
+    PAYMENTS,
+    PAY,
+    CANCEL,
+    REFUND,
+    ARCHIVE,
+    ME,
+    MY_SHOPS,
+    OPEN_SHOP,
+    REGISTER,
+    LOGIN,
+    REFRESH,
+    LOGOUT,
+    SESSIONS,
+    REVOKE,
+    PASSWORD_CHANGE,
+    MFA_ENROL,
+    MFA_CONFIRM,
+    MFA_REMOVE,
+    EXPORTS,
+    DOWNLOAD,
+    CONSENTS,
+    ERASE,
+    MEMBER,
+    DELETE,
+    ORDER_LIMITS,
+    CATALOG_SUMMARY,
+    BULK,
+    SALES,
+    AUDIT,
+    ADMIN_AUDIT,
+    WEBHOOKS,
+)
 
 Link = dict[str, Any]
 Resource = dict[str, Any]
@@ -74,20 +143,69 @@ class HALResponse(JSONResponse):
         return content if isinstance(content, bytes) else orjson.dumps(content)
 
 
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+def problems(*codes: int, example: Any = None, ok: int = 200) -> dict[int | str, dict[str, Any]]:
     """The error responses an operation can actually return, for its documentation; every
-    v2 route validates its path (422), negotiates (406) and may be refused by the API
-    protection (429, 503)."""
+    v2 route validates its input (422), negotiates (406) and may be refused by the API
+    protection (429, 503). Each carries an example problem; ``example`` is the success
+    response's example (status ``ok``)."""
     out: dict[int | str, dict[str, Any]] = {}
+    if example is not None:
+        out[ok] = {"content": {HAL_JSON: {"example": example}}}
     for code in sorted({*codes, 406, 422, 429, 503}):
+        base = PROBLEM_RESPONSES.get(code) or {
+            **PROBLEM_RESPONSES[400],
+            "description": HTTPStatus(code).phrase,
+        }
+        out[code] = {
+            **base,
+            "content": {"application/problem+json": {"example": _problem_example(code)}},
+        }
         if code == 406:
-            out[406] = {
-                **PROBLEM_RESPONSES[400],
-                "description": "None of the offered media types is acceptable (listed)",
-            }
-        else:
-            out[code] = PROBLEM_RESPONSES[code]
+            out[code]["description"] = "None of the offered media types is acceptable (listed)"
     return out
+
+
+def _problem_example(code: int) -> dict[str, Any]:
+    phrase = HTTPStatus(code).phrase
+    slug = _PROBLEM_SLUGS.get(code, "error")
+    out: dict[str, Any] = {
+        "type": f"/problems/{slug}",
+        "title": phrase,
+        "status": code,
+        "detail": _PROBLEM_DETAILS.get(code, phrase + "."),
+        "instance": "/api/v2/...",
+    }
+    if code == 406:
+        out["available"] = list(OFFERS)
+    return out
+
+
+_PROBLEM_SLUGS = {
+    400: "bad-request",
+    401: "unauthenticated",
+    402: "payment-method-rejected",
+    403: "forbidden",
+    404: "not-found",
+    406: "not-acceptable",
+    409: "conflict",
+    410: "gone",
+    412: "precondition-failed",
+    422: "validation-error",
+    429: "too-many-requests",
+    503: "unavailable",
+    504: "timeout",
+}
+_PROBLEM_DETAILS = {
+    401: "Sign in: send Authorization: Bearer <access token>.",
+    403: "Only the shop's owners may do this.",
+    404: "No such resource, or not yours.",
+    406: "Nothing acceptable: see available.",
+    409: "The resource's state does not allow this now.",
+    412: "If-Match does not match the current ETag.",
+    422: "The request is not valid: see errors.",
+    429: "Too many requests: retry after Retry-After seconds.",
+    503: "A dependency is unavailable: retry after Retry-After seconds.",
+}
 
 
 # --- documented shapes (the OpenAPI document of v2; the bodies are built as dicts) ----------
@@ -310,3 +428,80 @@ def encode(body: Resource) -> bytes:
 def transcode(stored: bytes, media_type: str) -> bytes:
     """A stored JSON document in the negotiated media type."""
     return bytes(msgpack.packb(orjson.loads(stored))) if media_type == MSGPACK else stored
+
+
+# --- pages of a log read newest first (the audit log): sequence-number cursors -----------
+# {"seq": <continue below this>, "prev": <the previous page's seq, 0 for the first page>}
+
+
+class SeqPageParamsV2:
+    __slots__ = ("after", "limit", "prev")
+
+    def __init__(self, limit: int, after: int | None, prev: int | bool | None) -> None:
+        self.limit = limit
+        self.after = after  # the last sequence number of the previous page (None: first)
+        self.prev = prev  # that page's own ``after``: None the first page, False unknown
+
+
+def _seq(value: Any) -> int:
+    if type(value) is not int or not 1 <= value <= MAX_SEQ:
+        raise ValueError("not a sequence number")
+    return value
+
+
+def decode_seq_cursor_v2(cursor: str | None) -> tuple[int | None, int | bool | None]:
+    if cursor is None:
+        return None, False
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
+        after = _seq(data["seq"])
+        prev_raw = data.get("prev", False)
+        prev: int | bool | None
+        if prev_raw is False:
+            prev = False
+        elif prev_raw == 0:
+            prev = None
+        else:
+            prev = _seq(prev_raw)
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidCursor("The cursor is malformed; use the page's links as returned.") from exc
+    return after, prev
+
+
+def encode_seq_cursor_v2(after: int, prev: int | bool | None) -> str:
+    data: dict[str, int] = {"seq": after}
+    if prev is not False:
+        data["prev"] = 0 if prev is None else int(prev)
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+
+
+async def seq_page_params_v2(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH), STORABLE] = None,
+) -> SeqPageParamsV2:
+    after, prev = decode_seq_cursor_v2(cursor)
+    return SeqPageParamsV2(limit, after, prev)
+
+
+SeqPageParamsV2Dep = Annotated[SeqPageParamsV2, Depends(seq_page_params_v2)]
+
+
+def seq_page(
+    request: Request,
+    params: SeqPageParamsV2,
+    next_after: int | None,
+    rel: str,
+    items: Sequence[Resource],
+    extra_links: Mapping[str, Link] | None = None,
+) -> Resource:
+    """A page of a log: ``self``, ``first``, ``next`` and ``prev`` as for :func:`page`."""
+    links: dict[str, Link] = {
+        "self": link(_page_url(request, request.query_params.get("cursor"))),
+        "first": link(_page_url(request, None)),
+    }
+    if next_after is not None:
+        links["next"] = link(_page_url(request, encode_seq_cursor_v2(next_after, params.after)))
+    if params.after is not None and params.prev is not False:
+        previous = None if params.prev is None else encode_seq_cursor_v2(int(params.prev), False)
+        links["prev"] = link(_page_url(request, previous))
+    return resource({**links, **(extra_links or {})}, {"count": len(items)}, {rel: list(items)})
