@@ -73,6 +73,40 @@ def test_every_make_target_a_workflow_runs_exists_and_is_never_optional() -> Non
         assert "make -n" not in runs, f"{path.name}: a make target run only if defined"
 
 
+# the programs tests look up on the PATH (shutil.which): on GitHub's ubuntu-24.04 image, or
+# the Debian/Ubuntu package the pull-request workflow installs for them (with CI=true a
+# missing one fails its tests instead of skipping them)
+ON_THE_RUNNER_IMAGE = {"git", "make", "node", "kubectl", "chromium", "chromium-browser"}
+PACKAGE_OF = {
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
+    "pgbouncer": "pgbouncer",
+    "redis-server": "redis-server",
+}
+
+
+def test_the_pull_request_workflow_installs_every_program_the_tests_need() -> None:
+    # the workflow deselects the replica tests (-m "not replica": no second cluster there)
+    sources = [path.read_text() for path in (ROOT / "tests").rglob("*.py")]
+    needed = {
+        name
+        for text in sources
+        if "mark.replica" not in text
+        for name in re.findall(r"shutil\.which\(\"([\w.-]+)\"\)", text)
+    }
+    assert needed >= {"redis-server", "promtool"}
+    workflow = load(ROOT / ".github/workflows/pull-request.yml")
+    installs = " ".join(
+        step.get("run", "")
+        for step in workflow["jobs"]["test"]["steps"]
+        if "apt-get" in step.get("run", "")
+    )
+    installed = set(installs.split("apt-get install", 1)[1].split()) if installs else set()
+    for name in sorted(needed - ON_THE_RUNNER_IMAGE):
+        assert name in PACKAGE_OF, f"{name}: which package provides it? (PACKAGE_OF)"
+        assert PACKAGE_OF[name] in installed, f"{name}: the test job does not install it"
+
+
 def test_main_builds_signs_and_updates_the_gitops_overlay() -> None:
     workflow = load(ROOT / ".github/workflows/main.yml")
     runs = " ".join(step.get("run", "") for step in steps(workflow))
