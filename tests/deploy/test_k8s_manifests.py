@@ -280,6 +280,26 @@ def test_the_alerts_job_label_is_the_one_the_service_monitor_gives(
     assert set(jobs.values()) == {app_job}, jobs
 
 
+def test_the_job_metrics_keep_their_job_label_when_scraped(rendered: list[Resource]) -> None:
+    """A scraped label named like a target label ("job") is renamed exported_job unless the
+    scrape honours labels; the alerts and the dashboard group the job metrics by job."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from storefront.telemetry import metrics
+
+    labels = {
+        name
+        for value in vars(metrics).values()
+        if isinstance(value, MetricWrapperBase)
+        for name in value._labelnames
+    }
+    assert "job" in labels
+    (monitor,) = of_kind(rendered, "ServiceMonitor")
+    assert all(endpoint.get("honorLabels") is True for endpoint in monitor["spec"]["endpoints"])
+    # honoured labels override the target's: the app must not export the target's identity
+    assert not labels & {"instance", "namespace", "pod", "service", "container", "endpoint"}
+
+
 def test_the_ingress_serves_the_public_url_through_the_mesh(rendered: list[Resource]) -> None:
     """The API is reachable from outside at STOREFRONT_PUBLIC_BASE_URL's host, over TLS,
     through the Service (so the mesh, not nginx, balances, times out and retries)."""
