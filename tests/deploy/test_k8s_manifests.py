@@ -296,6 +296,10 @@ def test_the_job_metrics_keep_their_job_label_when_scraped(rendered: list[Resour
     assert "job" in labels
     (monitor,) = of_kind(rendered, "ServiceMonitor")
     assert all(endpoint.get("honorLabels") is True for endpoint in monitor["spec"]["endpoints"])
+    # and outside Kubernetes, the static scrape configuration of the app's metrics ports
+    scrape = yaml.safe_load((K8S.parent / "monitoring" / "prometheus" / "scrape.yml").read_text())
+    (job,) = [j for j in scrape["scrape_configs"] if j["job_name"] == "storefront"]
+    assert job.get("honor_labels") is True
     # honoured labels override the target's: the app must not export the target's identity
     assert not labels & {"instance", "namespace", "pod", "service", "container", "endpoint"}
 
