@@ -43,6 +43,12 @@ def test_every_action_is_pinned_by_commit_digest(path: Path) -> None:
             assert re.search(r"@[0-9a-f]{40} # v\d+(\.\d+)*$", line), line
 
 
+def test_dependabot_keeps_the_pinned_actions_current() -> None:
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    ecosystems = {update["package-ecosystem"]: update for update in config["updates"]}
+    assert ecosystems["github-actions"]["directory"] == "/"
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_default_permissions_are_read_only(path: Path) -> None:
     assert load(path)["permissions"] == {"contents": "read"}
