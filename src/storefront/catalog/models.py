@@ -9,6 +9,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -28,7 +29,7 @@ class Product(TimestampMixin, Base):
     __tablename__ = "products"
     __table_args__ = (
         UniqueConstraint("shop_id", "sku"),
-        Index("uq_products_shop_id_id", "shop_id", "id", unique=True),  # migration 0014
+        PrimaryKeyConstraint("shop_id", "id"),  # revisions 0014-0016
         CheckConstraint("stock >= 0", name="stock_non_negative"),
         CheckConstraint("price_cents >= 0", name="price_non_negative"),
         # keyset listing of a shop's active catalog, with and without a category filter
@@ -57,7 +58,7 @@ class Product(TimestampMixin, Base):
         ).ddl_if(dialect="postgresql"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     shop_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     sku: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
@@ -71,6 +72,3 @@ class Product(TimestampMixin, Base):
         default=ProductStatus.active,
     )
     version: Mapped[int] = mapped_column(default=1)
-
-    # the identity is (shop_id, id): session.get takes both (docs/scaling.md, step 2)
-    __mapper_args__ = {"primary_key": [shop_id, id]}

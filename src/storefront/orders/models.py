@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Index,
+    PrimaryKeyConstraint,
     String,
     Text,
     text,
@@ -34,9 +35,9 @@ class Order(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("total_cents >= 0", name="total_non_negative"),
         Index("ix_orders_shop_id_id", "shop_id", "id"),
-        # the shop key: the primary key to be, and what lines and payments will reference
-        # (migration 0014, docs/scaling.md)
-        Index("uq_orders_shop_id_id", "shop_id", "id", unique=True),
+        # the shop key, what lines and payments reference (revisions 0014-0016, decision
+        # 0202): the identity is (shop_id, id), session.get takes both
+        PrimaryKeyConstraint("shop_id", "id"),
         Index("ix_orders_shop_id_status_id", "shop_id", "status", "id"),
         Index("ix_orders_shop_id_customer_id_id", "shop_id", "customer_id", "id"),
         Index("ix_orders_customer_id", "customer_id"),
@@ -49,7 +50,7 @@ class Order(TimestampMixin, Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     shop_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shops.id", ondelete="RESTRICT"))
     customer_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
@@ -79,9 +80,6 @@ class Order(TimestampMixin, Base):
         order_by="OrderLine.position",
     )
 
-    # the identity is (shop_id, id): session.get takes both (docs/scaling.md, step 2)
-    __mapper_args__ = {"primary_key": [shop_id, id]}
-
 
 class OrderLine(Base):
     """A snapshot of what was bought, at the price it was bought for."""
@@ -91,7 +89,7 @@ class OrderLine(Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         Index("ix_order_lines_order_id", "order_id"),
         Index("ix_order_lines_product_id", "product_id"),
-        Index("uq_order_lines_shop_id_id", "shop_id", "id", unique=True),  # 0014
+        PrimaryKeyConstraint("shop_id", "id"),  # revisions 0014-0016
         # the order by its shop key (revision 0015)
         ForeignKeyConstraint(
             ["shop_id", "order_id"],
@@ -101,8 +99,8 @@ class OrderLine(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
+    order_id: Mapped[uuid.UUID] = mapped_column()
     # the order's shop, on the line too: every tenant-owned row carries its shop (the key the
     # schema is partitioned and distributed by; decision 0155, migrations 0012 and 0013)
     shop_id: Mapped[uuid.UUID] = mapped_column()
@@ -114,5 +112,3 @@ class OrderLine(Base):
     unit_price_cents: Mapped[int] = mapped_column(BigInteger)
     quantity: Mapped[int]
     line_total_cents: Mapped[int] = mapped_column(BigInteger)
-
-    __mapper_args__ = {"primary_key": [shop_id, id]}

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Index,
+    PrimaryKeyConstraint,
     String,
     text,
 )
@@ -44,7 +45,7 @@ class Payment(TimestampMixin, Base):
         CheckConstraint("amount_cents >= 0", name="amount_non_negative"),
         Index("ix_payments_shop_id_order_id_id", "shop_id", "order_id", "id"),
         Index("ix_payments_order_id", "order_id"),
-        Index("uq_payments_shop_id_id", "shop_id", "id", unique=True),  # 0014
+        PrimaryKeyConstraint("shop_id", "id"),  # revisions 0014-0016
         # money is never taken twice: one live (processing or succeeded) payment per order
         Index(
             "uq_payments_order_id_live",
@@ -71,9 +72,9 @@ class Payment(TimestampMixin, Base):
     )
 
     # also the provider's idempotency key and the PaymentIntent's metadata["payment_id"]
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     shop_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shops.id", ondelete="RESTRICT"))
-    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"))
+    order_id: Mapped[uuid.UUID] = mapped_column()
     status: Mapped[PaymentStatus] = mapped_column(
         Enum(PaymentStatus, native_enum=False, length=16, create_constraint=True, name="status"),
         default=PaymentStatus.processing,
@@ -89,9 +90,6 @@ class Payment(TimestampMixin, Base):
     # who may call the provider for it until when (a lease: one caller at a time)
     claimed_until: Mapped[datetime | None] = mapped_column(default=None)
     settled_at: Mapped[datetime | None] = mapped_column(default=None)
-
-    # the identity is (shop_id, id): session.get takes both (docs/scaling.md, step 2)
-    __mapper_args__ = {"primary_key": [shop_id, id]}
 
 
 class ProviderEvent(Base):

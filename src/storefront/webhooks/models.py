@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, PrimaryKeyConstraint, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storefront.kit.db import Base, TimestampMixin, new_id
@@ -14,10 +14,10 @@ class WebhookEndpoint(TimestampMixin, Base):
     __tablename__ = "webhook_endpoints"
     __table_args__ = (
         Index("ix_webhook_endpoints_shop_id", "shop_id"),
-        Index("uq_webhook_endpoints_shop_id_id", "shop_id", "id", unique=True),  # 0014
+        PrimaryKeyConstraint("shop_id", "id"),  # revisions 0014-0016
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     shop_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     url: Mapped[str] = mapped_column(String(2048))
     events: Mapped[list[str]] = mapped_column(JSON)
@@ -26,6 +26,3 @@ class WebhookEndpoint(TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     # why delivery stopped, when it did (e.g. the receiver answered 410 Gone)
     disabled_reason: Mapped[str | None] = mapped_column(String(100))
-
-    # the identity is (shop_id, id): session.get takes both (docs/scaling.md, step 2)
-    __mapper_args__ = {"primary_key": [shop_id, id]}
