@@ -5,14 +5,20 @@ signs in as the demo shop owner (schemathesis_hooks.py, so protected routes are 
 past 401, signing in again whenever the fuzzer has logged itself out), and runs
 schemathesis with: no 5xx (`not_a_server_error`), responses matching their schema and
 declared media types, and every error an RFC 9457 problem (schemathesis_hooks.py). Bounded
-by --max-examples per operation and the run's --max-time; exits with schemathesis' status.
+by --max-examples per operation and the run's --max-time.
 
-    python -m tests.security.fuzz [--max-examples N] [--max-time SECONDS]
+Then a stateful run of API v2 (--stateful-time seconds, 0 skips it): schemathesis chains
+operations through the OpenAPI links of v2's responses (open a shop -> add a product ->
+order it -> pay or cancel the order -> read the payment and the order; the product read,
+edited, archived), with the same checks. Exits with the first failing run's status.
+
+    python -m tests.security.fuzz [--max-examples N] [--max-time SECONDS] [--stateful-time S]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.servers import free_port, wait_ready
+import httpx2
+
+from tests.support.servers import LocalStripe, free_port, wait_ready
 
 CHECKS = ",".join(
     (
@@ -32,13 +40,31 @@ CHECKS = ",".join(
 )
 
 
+def stateful_document(base: str, workdir: Path) -> Path:
+    """The served OpenAPI document with each link's body (``x-request-body``, see
+    ``storefront.web.hal.op_link``) as its ``requestBody``, for schemathesis to send."""
+    document = httpx2.get(f"{base}/openapi.json", timeout=30).json()
+    for item in document["paths"].values():
+        for operation in item.values():
+            for response in operation.get("responses", {}).values():
+                for link in response.get("links", {}).values():
+                    if "x-request-body" in link:
+                        link["requestBody"] = link.pop("x-request-body")
+    path = workdir / "openapi-stateful.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-examples", type=int, default=10)
     parser.add_argument("--max-time", type=int, default=60)
+    parser.add_argument("--stateful-time", type=int, default=60)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="storefront-fuzz-"))
+    # payments go to the provider's emulator, so an order chain reaches its payment
+    stripe = LocalStripe()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOREFRONT_")}
@@ -62,6 +88,11 @@ def main() -> int:
         STOREFRONT_PROTECTION__CONSENT_RATE="100000/minute",
         STOREFRONT_PROTECTION__OPERATIONS_RATE="100000/minute",
         STOREFRONT_PROTECTION__EXPENSIVE_RATE="30/minute",
+        # the stateful run opens a shop per scenario, all as the demo owner
+        STOREFRONT_MAX_OWNED_SHOPS_PER_USER="100000",
+        STOREFRONT_PAYMENTS__API_BASE=stripe.url,
+        STOREFRONT_PAYMENTS__SECRET_KEY=stripe.SECRET_KEY,
+        STOREFRONT_PAYMENTS__WEBHOOK_SECRET=stripe.WEBHOOK_SECRET,
         SCHEMATHESIS_HOOKS="tests.security.schemathesis_hooks",
         STOREFRONT_FUZZ_BASE=base,
     )
@@ -71,6 +102,7 @@ def main() -> int:
     log = (workdir / "server.log").open("wb")
     server = subprocess.Popen([*cli, "serve"], env=env, stdout=log, stderr=log)  # noqa: S603
     try:
+        stripe.start()
         wait_ready(base, server, within=60)
         schemathesis = Path(sys.executable).with_name("schemathesis")
         command = [
@@ -96,8 +128,35 @@ def main() -> int:
             # erasing the demo owner would lock the fuzzer out for the rest of the run
             "--exclude-name",
             "DELETE /api/v1/users/me",
+            "--exclude-name",
+            "DELETE /api/v2/users/me",
         ]
         result = subprocess.run(command, env=env, check=False)  # noqa: S603
+        if result.returncode == 0 and args.stateful_time > 0:
+            stateful = [
+                str(schemathesis),
+                "run",
+                str(stateful_document(base, workdir)),
+                "--url",
+                base,
+                "--checks",
+                CHECKS,
+                "--phases",
+                "stateful",
+                "--include-path-regex",
+                "^/api/v2/shops",
+                "--max-time",
+                str(args.stateful_time),
+                "--workers",
+                "1",
+                "--seed",
+                "2026",
+                "--request-timeout",
+                "35",
+                "--suppress-health-check",
+                "all",
+            ]
+            result = subprocess.run(stateful, env=env, check=False)  # noqa: S603
         if result.returncode != 0:
             log.flush()
             tail = (workdir / "server.log").read_text(errors="replace")[-6000:]
@@ -111,6 +170,7 @@ def main() -> int:
             server.kill()
             server.wait()
         log.close()
+        stripe.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

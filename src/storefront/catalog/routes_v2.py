@@ -51,6 +51,7 @@ from storefront.web.hal import (
     hal_response,
     ident,
     link,
+    op_link,
     page,
     problems,
     resource,
@@ -147,6 +148,12 @@ PRODUCT_EXAMPLE = {
 }
 
 
+PRODUCT_PARAMETERS = {
+    "path__shop_id": "$response.body#/shop_id",
+    "path__product_id": "$response.body#/id",
+}
+
+
 def _personal(staff: bool) -> dict[str, str]:
     # the links differ for staff: never shared from a cache
     return {"Cache-Control": NO_STORE, "Vary": "Accept, Authorization"} if staff else {}
@@ -236,7 +243,48 @@ async def get_product(
     status_code=status.HTTP_201_CREATED,
     response_model=ProductV2,
     response_class=HALResponse,
-    responses=problems(401, 403, 404, 409, 422, ok=201, example=PRODUCT_EXAMPLE),
+    responses=problems(
+        401,
+        403,
+        404,
+        409,
+        422,
+        ok=201,
+        example=PRODUCT_EXAMPLE,
+        links={
+            "self": op_link(
+                "get_product_api_v2_shops__shop_id__products__product_id__get",
+                "self",
+                **PRODUCT_PARAMETERS,
+            ),
+            "edit": op_link(
+                "update_product_api_v2_shops__shop_id__products__product_id__patch",
+                "edit (PATCH)",
+                **PRODUCT_PARAMETERS,
+            ),
+            "archive": op_link(
+                "archive_product_api_v2_shops__shop_id__products__product_id__delete",
+                "sf:archive (DELETE)",
+                **PRODUCT_PARAMETERS,
+            ),
+            "order": op_link(
+                "create_order_api_v2_shops__shop_id__orders_post",
+                "the shop's sf:orders (POST): order this product",
+                {
+                    "lines": [{"product_id": "$response.body#/id", "quantity": 1}],
+                    "shipping_address": {
+                        "name": "Ada Lovelace",
+                        "line1": "12 St James's Square",
+                        "city": "London",
+                        "postal_code": "SW1Y 4JH",
+                        "country": "GB",
+                    },
+                },
+                path__shop_id="$response.body#/shop_id",
+                header__Idempotency_Key="$response.body#/id",
+            ),
+        },
+    ),
     summary="Add a product (the shop's staff); a duplicate sku is 409",
 )
 async def create_product(

@@ -30,6 +30,7 @@ from storefront.payments.schemas import PaymentIn
 from storefront.payments.service import PaymentService
 from storefront.web.deps import ResourcesDep, SessionDep, read_after
 from storefront.web.hal import (
+    HAL_JSON,
     OFFERS,
     ORDER,
     SHOP,
@@ -44,6 +45,7 @@ from storefront.web.hal import (
     hal_response,
     ident,
     link,
+    op_link,
     page,
     problems,
     resource,
@@ -109,6 +111,109 @@ class PaymentListV2(HalOut):
     embedded: dict[str, list[PaymentV2]] = Field(alias="_embedded")
 
 
+CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
+SHOP_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+ORDER_ID = "0190a1b2-c3d4-7e5f-8a9b-0000000000c1"
+PAYMENT_ID = "0190a1b2-c3d4-7e5f-8a9b-0000000000d1"
+ORDER_URL = f"/api/v2/shops/{SHOP_ID}/orders/{ORDER_ID}"
+EUR_37_50 = {"amount": "37.50", "currency": "EUR"}
+ORDER_EXAMPLE = {
+    "_links": {
+        "self": {"href": ORDER_URL},
+        "collection": {"href": f"/api/v2/shops/{SHOP_ID}/orders"},
+        "sf:shop": {"href": f"/api/v2/shops/{SHOP_ID}"},
+        "sf:payments": {"href": f"{ORDER_URL}/payments"},
+        "sf:pay": {"href": f"{ORDER_URL}/payments", "title": "pay (POST, Idempotency-Key)"},
+        "sf:cancel": {"href": f"{ORDER_URL}/cancel", "title": "cancel (POST)"},
+        "curies": CURIES,
+    },
+    "id": ORDER_ID,
+    "shop_id": SHOP_ID,
+    "customer_id": "0190a1b2-c3d4-7e5f-8a9b-000000000001",
+    "status": "pending",
+    "total": EUR_37_50,
+    "shipping_address": {
+        "name": "Ada Lovelace",
+        "line1": "12 St James's Square",
+        "city": "London",
+        "postal_code": "SW1Y 4JH",
+        "country": "GB",
+    },
+    "customer_erased": False,
+    "created_at": "2026-12-07T05:15:05.123456Z",
+    "updated_at": "2026-12-07T05:15:05.123456Z",
+    "expires_at": "2026-12-07T05:45:05.123456Z",
+    "_embedded": {
+        "lines": [
+            {
+                "_links": {"sf:product": {"href": f"/api/v2/shops/{SHOP_ID}/products/0190..."}},
+                "product_id": "0190a1b2-c3d4-7e5f-8a9b-0000000000a1",
+                "sku": "MUG-1",
+                "name": "Mug",
+                "unit_price": {"amount": "12.50", "currency": "EUR"},
+                "quantity": 3,
+                "line_total": EUR_37_50,
+            }
+        ],
+        "payments": [],
+    },
+}
+PAYMENT_EXAMPLE = {
+    "_links": {
+        "self": {"href": f"{ORDER_URL}/payments/{PAYMENT_ID}"},
+        "collection": {"href": f"{ORDER_URL}/payments"},
+        "sf:order": {"href": ORDER_URL},
+        "curies": CURIES,
+    },
+    "id": PAYMENT_ID,
+    "order_id": ORDER_ID,
+    "status": "succeeded",
+    "amount": EUR_37_50,
+    "provider_reference": "pi_3Q2x...",
+    "failure_code": None,
+    "created_at": "2026-12-07T05:16:00.000000Z",
+    "updated_at": "2026-12-07T05:16:01.000000Z",
+}
+ORDER_PARAMETERS = {
+    "path__shop_id": "$response.body#/shop_id",
+    "path__order_id": "$response.body#/id",
+}
+ORDER_LINKS = {
+    "self": op_link(
+        "get_order_api_v2_shops__shop_id__orders__order_id__get", "self", **ORDER_PARAMETERS
+    ),
+    "pay": op_link(
+        "pay_order_api_v2_shops__shop_id__orders__order_id__payments_post",
+        "sf:pay (POST)",
+        {"payment_method": "pm_card_visa"},
+        header__Idempotency_Key="$response.body#/id",
+        **ORDER_PARAMETERS,
+    ),
+    "cancel": op_link(
+        "cancel_order_api_v2_shops__shop_id__orders__order_id__cancel_post",
+        "sf:cancel (POST)",
+        **ORDER_PARAMETERS,
+    ),
+    "payments": op_link(
+        "list_payments_api_v2_shops__shop_id__orders__order_id__payments_get",
+        "sf:payments (GET)",
+        **ORDER_PARAMETERS,
+    ),
+}
+PAYMENT_PARAMETERS = {
+    "path__shop_id": "$request.path.shop_id",
+    "path__order_id": "$response.body#/order_id",
+}
+
+
+def _list_example(rel: str, path: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "_links": {"self": {"href": path}, "first": {"href": path}, "curies": CURIES},
+        "count": 1,
+        "_embedded": {rel: [item]},
+    }
+
+
 def payment_resource(shop_id: Any, payment: Any) -> Resource:
     order = order_path(shop_id, payment.order_id)
     return resource(
@@ -160,7 +265,7 @@ def _stored(stored: StoredResponse, media_type: str) -> Response:
     status_code=status.HTTP_201_CREATED,
     response_model=OrderV2,
     response_class=HALResponse,
-    responses=problems(400, 401, 404, 409, 422),
+    responses=problems(400, 401, 404, 409, 422, ok=201, example=ORDER_EXAMPLE, links=ORDER_LINKS),
     summary="Place an order (Idempotency-Key required); it offers sf:pay and sf:cancel",
 )
 async def create_order(
@@ -210,11 +315,19 @@ async def create_order(
     responses={
         **problems(401, 404, 422),
         200: {
+            "content": {
+                HAL_JSON: {
+                    "example": _list_example(
+                        "orders", f"/api/v2/shops/{SHOP_ID}/orders", ORDER_EXAMPLE
+                    )
+                },
+                EXPORT_NDJSON: {},
+                EXPORT_CSV: {},
+            },
             "description": "A page of orders (HAL, the default; JSON and MessagePack the same "
             "document), or with `Accept: application/x-ndjson` or `text/csv` every matching "
             "order, streamed (v1's export: NDJSON one order with its lines per line, CSV one "
             "row per order line).",
-            "content": {EXPORT_NDJSON: {}, EXPORT_CSV: {}},
         },
     },
     summary="A page of orders: the shop's staff see all, a customer their own",
@@ -262,7 +375,7 @@ async def list_orders(
     "/shops/{shop_id}/orders/{order_id}",
     response_model=OrderV2,
     response_class=HALResponse,
-    responses=problems(401, 404, 422),
+    responses=problems(401, 404, 422, example=ORDER_EXAMPLE),
     summary="An order with its lines, payments and the actions open to the caller",
 )
 async def get_order(
@@ -284,7 +397,14 @@ async def get_order(
     "/shops/{shop_id}/orders/{order_id}/cancel",
     response_model=OrderV2,
     response_class=HALResponse,
-    responses=problems(401, 404, 409, 422),
+    responses=problems(
+        401,
+        404,
+        409,
+        422,
+        example={**ORDER_EXAMPLE, "status": "cancelled"},
+        links={"self": ORDER_LINKS["self"]},
+    ),
     summary="Cancel an order (its customer while pending; staff while pending or paid, "
     "refunding a paid one); the target of sf:cancel and sf:refund",
 )
@@ -306,11 +426,30 @@ async def cancel_order(
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentV2,
     response_class=HALResponse,
-    responses={
-        **problems(400, 401, 404, 409, 422),
-        402: {**problems(400)[400], "description": "Declined: nothing charged"},
-        504: {**problems(400)[400], "description": "The provider did not answer"},
-    },
+    responses=problems(
+        400,
+        401,
+        402,
+        404,
+        409,
+        422,
+        504,
+        ok=201,
+        example=PAYMENT_EXAMPLE,
+        links={
+            "self": op_link(
+                "get_payment_api_v2_shops__shop_id__orders__order_id__payments__payment_id__get",
+                "self",
+                path__payment_id="$response.body#/id",
+                **PAYMENT_PARAMETERS,
+            ),
+            "order": op_link(
+                "get_order_api_v2_shops__shop_id__orders__order_id__get",
+                "sf:order",
+                **PAYMENT_PARAMETERS,
+            ),
+        },
+    ),
     summary="Pay an order (its customer; Idempotency-Key required); the target of sf:pay",
 )
 async def pay_order(
@@ -350,7 +489,12 @@ async def pay_order(
     "/shops/{shop_id}/orders/{order_id}/payments",
     response_model=PaymentListV2,
     response_class=HALResponse,
-    responses=problems(401, 404, 422),
+    responses=problems(
+        401,
+        404,
+        422,
+        example=_list_example("payments", f"{ORDER_URL}/payments", PAYMENT_EXAMPLE),
+    ),
     summary="An order's payments, oldest first (its customer and the shop's staff)",
 )
 async def list_payments(
@@ -376,7 +520,7 @@ async def list_payments(
     "/shops/{shop_id}/orders/{order_id}/payments/{payment_id}",
     response_model=PaymentV2,
     response_class=HALResponse,
-    responses=problems(401, 404, 422),
+    responses=problems(401, 404, 422, example=PAYMENT_EXAMPLE),
     summary="One payment of an order",
 )
 async def get_payment(

@@ -41,6 +41,7 @@ from storefront.web.hal import (
     hal_response,
     ident,
     link,
+    op_link,
     page,
     problems,
     resource,
@@ -139,7 +140,28 @@ def _personal(principal: Principal | None) -> dict[str, str] | None:
     status_code=status.HTTP_201_CREATED,
     response_model=ShopV2,
     response_class=HALResponse,
-    responses=problems(401, 409, 422, ok=201, example=SHOP_EXAMPLE),
+    responses=problems(
+        401,
+        409,
+        422,
+        ok=201,
+        example=SHOP_EXAMPLE,
+        links={
+            "self": op_link(
+                "get_shop_api_v2_shops__shop_id__get", "self", path__shop_id="$response.body#/id"
+            ),
+            "add-product": op_link(
+                "create_product_api_v2_shops__shop_id__products_post",
+                "sf:products (POST): add a product",
+                path__shop_id="$response.body#/id",
+            ),
+            "orders": op_link(
+                "list_orders_api_v2_shops__shop_id__orders_get",
+                "sf:orders (GET)",
+                path__shop_id="$response.body#/id",
+            ),
+        },
+    ),
     summary="Open a shop; the caller becomes its owner",
 )
 async def create_shop(

@@ -143,14 +143,21 @@ class HALResponse(JSONResponse):
         return content if isinstance(content, bytes) else orjson.dumps(content)
 
 
-def problems(*codes: int, example: Any = None, ok: int = 200) -> dict[int | str, dict[str, Any]]:
+def problems(
+    *codes: int,
+    example: Any = None,
+    ok: int = 200,
+    links: Mapping[str, Any] | None = None,
+) -> dict[int | str, dict[str, Any]]:
     """The error responses an operation can actually return, for its documentation; every
     v2 route validates its input (422), negotiates (406) and may be refused by the API
     protection (429, 503). Each carries an example problem; ``example`` is the success
-    response's example (status ``ok``)."""
+    response's example (status ``ok``), ``links`` its OpenAPI links (see :func:`op_link`)."""
     out: dict[int | str, dict[str, Any]] = {}
     if example is not None:
         out[ok] = {"content": {HAL_JSON: {"example": example}}}
+    if links:
+        out.setdefault(ok, {})["links"] = dict(links)
     for code in sorted({*codes, 406, 422, 429, 503}):
         base = PROBLEM_RESPONSES.get(code) or {
             **PROBLEM_RESPONSES[400],
@@ -160,8 +167,32 @@ def problems(*codes: int, example: Any = None, ok: int = 200) -> dict[int | str,
             **base,
             "content": {"application/problem+json": {"example": _problem_example(code)}},
         }
-        if code == 406:
-            out[code]["description"] = "None of the offered media types is acceptable (listed)"
+        if code in _PROBLEM_DESCRIPTIONS:
+            out[code]["description"] = _PROBLEM_DESCRIPTIONS[code]
+    return out
+
+
+def op_link(
+    operation_id: str, description: str, body: Any = None, **parameters: str
+) -> dict[str, Any]:
+    """An OpenAPI link (3.1, "Link Object") from a response to the operation a HAL link of
+    that response leads to, for tools that chain operations (the stateful contract test):
+    ``parameters`` are runtime expressions by ``<in>.<name>`` (``path.shop_id``), written
+    with ``__`` for the dot and ``_`` for ``-`` in a header's name."""
+    out: dict[str, Any] = {
+        "operationId": operation_id,
+        "description": description,
+        "parameters": {
+            name.replace("__", ".", 1).replace("_", "-")
+            if name.startswith("header__")
+            else name.replace("__", ".", 1): value
+            for name, value in parameters.items()
+        },
+    }
+    if body is not None:
+        # the body to send, in an extension: the gate's OpenAPI validator refuses an object
+        # as a link's requestBody; tests/security/fuzz.py moves it into requestBody
+        out["x-request-body"] = body
     return out
 
 
@@ -195,7 +226,14 @@ _PROBLEM_SLUGS = {
     503: "unavailable",
     504: "timeout",
 }
+_PROBLEM_DESCRIPTIONS = {
+    402: "Declined: nothing charged",
+    406: "None of the offered media types is acceptable (listed)",
+    410: "Gone (expired)",
+    504: "The payment provider did not answer",
+}
 _PROBLEM_DETAILS = {
+    402: "The payment method was declined; nothing was charged.",
     401: "Sign in: send Authorization: Bearer <access token>.",
     403: "Only the shop's owners may do this.",
     404: "No such resource, or not yours.",
