@@ -434,7 +434,10 @@ async def promote(replica: Region) -> Promotion:
             "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float AS age"
         )
         step("state read")
-        # 2. replay everything received: the apply delay is for mistakes, not for a failover
+        # 2. stop following region A (were it to come back, region B must not stream from it
+        # again) and replay everything received: the apply delay is for mistakes, not for a
+        # failover (PostgreSQL also ends it when promotion is requested)
+        await conn.execute("ALTER SYSTEM SET primary_conninfo = ''")
         await conn.execute("ALTER SYSTEM SET recovery_min_apply_delay = 0")
         await conn.execute("SELECT pg_reload_conf()")
         deadline = time.monotonic() + 300
