@@ -68,8 +68,13 @@ if ! ctl a list_vhosts name | grep -qx "$VHOST"; then
   log "virtual host $VHOST (default queue type quorum)"
 fi
 
-running_nodes=$(ctl a cluster_status --formatter json | python3 -c \
-  'import json,sys; print(len(json.load(sys.stdin)["running_nodes"]))')
+# a member that restarted is running before the others list it again: wait for it (60 s)
+for _ in $(seq 60); do
+  running_nodes=$(ctl a cluster_status --formatter json | python3 -c \
+    'import json,sys; print(len(json.load(sys.stdin)["running_nodes"]))') || running_nodes=0
+  [ "$running_nodes" = 3 ] && break
+  sleep 1
+done
 [ "$running_nodes" = 3 ] || die "the cluster runs $running_nodes of 3 nodes"
 log "three nodes clustered and running"
 
