@@ -1,6 +1,7 @@
 """`make drill`: run the availability drills against the running loopback cluster.
 
-    .venv/bin/python -m bench.drills [--drill NAME ...] [--short] [--rate 10] [--list]
+    .venv/bin/python -m bench.drills [--drill NAME ...] [--short] [--prometheus] [--rate 10]
+                                     [--list]
 
 Needs `make cluster-up` first. Each drill: a fresh shop and customers (set-up, not measured),
 ``--before`` seconds of load, the fault, the drill's own settle time of load, then the heal
@@ -8,7 +9,9 @@ Needs `make cluster-up` first. Each drill: a fresh shop and customers (set-up, n
 scripts are in the tree runs, in order; the report goes to bench/reports/drills-<stamp>.md and
 .json. ``--short``: one failover (the PostgreSQL primary when that tier is deployed, else an
 API instance) with a shorter window, for CI. Exit status: 0 every drill passed, 1 a drill
-failed its targets, 2 usage or the cluster is not up.
+failed its targets, 2 usage or the cluster is not up. ``--prometheus``: Prometheus scrapes the
+cluster with the project's alert rules, and after each drill with a fault the availability
+burn alert's timeline (pending, firing, resolved) goes into the report (``prometheus``).
 """
 
 from __future__ import annotations
@@ -20,13 +23,22 @@ import os
 import platform
 import shlex
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 
 from bench.drills.faults import BY_NAME, DRILLS, REPO, Context, Drill, FaultFailed, wait_balanced
-from bench.drills.load import DEFAULT_RATE, Load, LoadConfig, SetupFailed
+from bench.drills.load import API, DEFAULT_RATE, Load, LoadConfig, SetupFailed
+from bench.drills.prometheus import (
+    WATCHED,
+    AlertWatch,
+    Prometheus,
+    PrometheusFailed,
+    fired_and_resolved,
+    transitions,
+)
 from bench.drills.report import DrillResult, write
 from bench.drills.stats import summarize
 from bench.drills.writes import check_writes, stored_orders
@@ -55,7 +67,66 @@ def database_url() -> str:
     return url
 
 
-async def run_drill(drill: Drill, config: LoadConfig, before: float, log: Path) -> DrillResult:
+# after a drill, how long the alert may take: to go pending (errors in the 5-minute window), and
+# in all: it fires after 2 minutes pending, and its slow pair (6 h and 30 min windows over 0.6%)
+# keeps it firing until the failover's errors have left the 30-minute window
+ALERT_START_LIMIT = 150.0
+ALERT_WATCH_LIMIT = 2700.0
+
+
+async def watch_alert(prom: Prometheus, load: Load, ctx: Context) -> AlertWatch:
+    """After the window: reads at the drill's rate (not counted) while Prometheus's view of the
+    watched alert is polled, until it has fired and resolved (or did not start, or the limit)."""
+    watch = AlertWatch(WATCHED)
+    epoch = time.time() - load.clock()  # unix time of the load's t = 0
+    began = load.clock()
+    reads: set[asyncio.Task[object]] = set()
+    state, seen = "", [(time.time(), "inactive")]
+    async with aiohttp.ClientSession() as session:
+        load.session = session
+        sent = 0
+        next_poll = 0.0
+        while True:
+            now = load.clock()
+            if now >= next_poll:
+                next_poll = now + 5.0
+                try:
+                    state = await prom.alert_state(session, WATCHED)
+                except (aiohttp.ClientError, TimeoutError, PrometheusFailed) as exc:
+                    state = f"unknown ({type(exc).__name__})"
+                if state != seen[-1][1]:
+                    ctx.mark(f"Prometheus: {WATCHED} {state}")
+                seen.append((time.time(), state))
+                watch.fired, watch.resolved = fired_and_resolved(transitions(seen))
+                if watch.resolved or now - began > ALERT_WATCH_LIMIT:
+                    break
+                if not watch.fired and state == "inactive" and now - began > ALERT_START_LIMIT:
+                    break
+            customer = load.customers[sent % len(load.customers)]
+            path = f"{API}/shops/{load.shop_id}/products/{customer.products[0]}"
+            task = asyncio.create_task(load.call("GET", path, ip=customer.ip))
+            reads.add(task)
+            task.add_done_callback(reads.discard)
+            sent += 1
+            await asyncio.sleep(max(0.0, began + sent / load.config.rate - load.clock()))
+        if reads:
+            await asyncio.wait(set(reads), timeout=load.config.timeout + 5)
+        watch.transitions = transitions(seen)
+        try:
+            watch.series = await prom.alert_series(session, WATCHED, epoch, time.time())
+        except (aiohttp.ClientError, TimeoutError, PrometheusFailed) as exc:
+            ctx.mark(f"Prometheus: ALERTS not read ({type(exc).__name__})")
+    ctx.mark(f"Prometheus watch ends ({sent} reads sent, not counted)")
+    return watch
+
+
+async def run_drill(
+    drill: Drill,
+    config: LoadConfig,
+    before: float,
+    log: Path,
+    prom: Prometheus | None = None,
+) -> DrillResult:
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     result = DrillResult(drill.name, drill.fault, drill.expect, started)
     print(f"drill {drill.name}: {drill.fault}", flush=True)
@@ -94,6 +165,9 @@ async def run_drill(drill: Drill, config: LoadConfig, before: float, log: Path) 
         result.errors.append(f"lost-write check: the database did not answer: {exc}")
     else:
         result.writes = check_writes(load.intents, load.acks, stored, load.paid_acks)
+    if prom is not None and ctx.fault_at is not None:
+        result.alert = await watch_alert(prom, load, ctx)
+        result.events = ctx.events
     verdicts = result.verdicts()
     print(
         f"drill {drill.name}: {'PASS' if result.passed else 'FAIL'} "
@@ -115,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", default="http://127.0.0.1:8100")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "reports")
     parser.add_argument("--list", action="store_true", help="list the drills and exit")
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help=f"run Prometheus with the alert rules; report {WATCHED}'s timeline",
+    )
     args = parser.parse_args(argv)
 
     if args.list:
@@ -149,6 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     async def everything() -> list[DrillResult]:
+        prom = Prometheus(cluster_dir() / "prometheus") if args.prometheus else None
+        if prom is not None:
+            await prom.start()
+            print(f"prometheus: {prom.base} (rules: deploy/monitoring/prometheus/alerts.yml)")
+        try:
+            return await each(prom)
+        finally:
+            if prom is not None:
+                await prom.stop()
+
+    async def each(prom: Prometheus | None) -> list[DrillResult]:
         results = []
         for drill in chosen:
             missing = drill.missing()
@@ -164,12 +254,12 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 continue
-            results.append(await run_drill(drill, config, before, log))
+            results.append(await run_drill(drill, config, before, log, prom))
         return results
 
     try:
         results = asyncio.run(everything())
-    except FaultFailed as exc:
+    except (FaultFailed, PrometheusFailed) as exc:
         print(f"drills: {exc}", file=sys.stderr)
         return 2
     path = write(results, context, args.out)

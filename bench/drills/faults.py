@@ -145,6 +145,7 @@ def _heal(script: str) -> Step:
     async def step(ctx: Context) -> None:
         if (REPO / script).is_file():
             await ctx.sh(script)
+            ctx.mark(f"healed: {Path(script).name} returned 0")
 
     return step
 
@@ -221,7 +222,9 @@ DRILLS: tuple[Drill, ...] = (
     Drill(
         "rabbitmq-leader-kill",
         "SIGKILL of the RabbitMQ node holding the job queue's leader (kill-leader.sh)",
-        "the quorum queue elects a new leader; jobs and events keep flowing",
+        "the quorum queue elects a new leader; jobs and events keep flowing; the killed node "
+        "rejoins (rejoin.sh checks three nodes running and every replica of the job queue "
+        "online)",
         _script(f"{RABBIT}/kill-leader.sh", "kill the RabbitMQ queue leader"),
         needs=(f"{RABBIT}/kill-leader.sh",),
         heal=_heal(f"{RABBIT}/rejoin.sh"),

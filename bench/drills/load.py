@@ -6,7 +6,7 @@ scheduled time. The mix (shares of ``LoadConfig.mix``):
 
 - ``read``: the catalog, signed out: a product page of the drill's shop or one product;
 - ``signin``: ``POST /auth/login`` of one of the drill's customers (its new token is used
-  from then on); not retried, a client would ask its user;
+  from then on); retried only where the answer says nothing was done (see ``should_retry``);
 - ``order``: ``POST /shops/{id}/orders`` with an ``Idempotency-Key``, retried with the same
   key; every 201 is recorded for the lost-write check (``writes``);
 - ``pay``: ``POST .../orders/{id}/payments`` (the payment emulator behind the API) with an
@@ -15,6 +15,13 @@ scheduled time. The mix (shares of ``LoadConfig.mix``):
 Retries, as a real client: reads and keyed writes, on a connection error, a timeout, a 5xx, a
 429 or a 409 ``idempotency-in-flight`` (the first attempt's instance died holding the key),
 after ``Retry-After`` or a short backoff, until ``retry_deadline`` after the scheduled time.
+Sign-ins (no key) only on a refused connection, a 503 or a 429: answers that say the request
+did nothing (the balancer found no instance, the instance refused before checking the password
+or starting a session: a dependency away, hashing busy, a rate limit), as a browser or an app
+sends a sign-in again after ``Retry-After``; even a repeat that did get through only starts a
+second session the client never uses. Never after a timeout, a dropped connection or another
+5xx, which may have run the password check (and a hash queued behind a slow one only adds to
+the load that made it slow).
 
 Every simulated client sends its own ``X-Forwarded-For`` address (HAProxy appends its own;
 the API trusts loopback as its proxy), so the per-address rate limits see many clients, as
@@ -62,6 +69,8 @@ class LoadConfig:
 
 def should_retry(kind: str, status: int | None, error: str | None, problem_type: str) -> bool:
     """Whether a real client sends this request again (with the same Idempotency-Key)."""
+    if kind == "signin":
+        return error == "connect" or status in {429, 503}
     if kind not in RETRIED_KINDS:
         return False
     if error is not None or status is None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.drills.prometheus import AlertWatch, transitions
 from bench.drills.stats import TARGET_SUCCESS, Summary
 from bench.drills.writes import WriteCheck
 
@@ -23,6 +25,7 @@ class DrillResult:
     fault_at: float | None = None
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None  # why it did not run
+    alert: AlertWatch | None = None  # --prometheus: the watched alert after the drill
 
     def verdicts(self) -> dict[str, bool]:
         """Each target of the drill: success ratio, recovery, no lost or duplicated write."""
@@ -85,8 +88,9 @@ def markdown(results: list[DrillResult], context: dict[str, Any]) -> str:
     lines += [
         "",
         "Success: requests whose last attempt got the expected answer, over every request "
-        "scheduled in the drill window (client retries only for reads and Idempotency-Key "
-        "writes). Latency from the scheduled time, retries included. RTO: from the fault to "
+        "scheduled in the drill window (client retries: reads and Idempotency-Key writes; "
+        "sign-ins only after a refused connection, a 503 or a 429, which say nothing was "
+        "done). Latency from the scheduled time, retries included. RTO: from the fault to "
         "the first success after the failures it caused (0 s: no failed attempt). Lost: "
         "acknowledged (201) orders missing from the database or paid-acknowledged orders "
         "left unpaid, read through the write address after the drill.",
@@ -115,12 +119,42 @@ def markdown(results: list[DrillResult], context: dict[str, Any]) -> str:
                 f"{w.payments_acknowledged} payments acknowledged, {len(w.payments_lost)} "
                 "left their order unpaid"
             )
+        if r.alert is not None:
+            lines += _alert_lines(r.alert)
         for error in r.errors:
             lines.append(f"- error: {error}")
         if r.events:
             lines += ["", "| t | event |", "|---:|---|"]
             lines += [f"| {t:.1f} s | {text} |" for t, text in r.events]
     return "\n".join(lines) + "\n"
+
+
+def _utc(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S")
+
+
+def _alert_lines(watch: AlertWatch) -> list[str]:
+    """The alert's timeline: what the runner polled, and ALERTS as Prometheus stored it."""
+    outcome = (
+        "fired and resolved"
+        if watch.resolved
+        else "fired, not resolved within the watch"
+        if watch.fired
+        else "did not fire"
+    )
+    polled = ", ".join(f"{state} {_utc(t)}" for t, state in watch.transitions)
+    stored = transitions(watch.series)
+    lines = [
+        f"- Prometheus ({'--prometheus'}, rules of deploy/monitoring/prometheus/alerts.yml): "
+        f"{watch.alert} {outcome}; polled /api/v1/alerts (UTC): {polled}",
+    ]
+    if watch.series:
+        spans = ", ".join(f"{state} from {_utc(t)}" for t, state in stored)
+        lines.append(
+            f'- ALERTS{{alertname="{watch.alert}"}} (query_range, step 5 s, '
+            f"{len(watch.series)} samples): {spans}; last sample {_utc(watch.series[-1][0])}"
+        )
+    return lines
 
 
 def as_json(results: list[DrillResult], context: dict[str, Any]) -> str:

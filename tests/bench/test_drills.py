@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from bench.drills.load import order_quantities, should_retry
+from bench.drills.prometheus import RULES, config, fired_and_resolved, transitions
 from bench.drills.report import DrillResult, markdown
 from bench.drills.stats import Attempt, Outcome, percentile, summarize, time_to_recover
 from bench.drills.writes import Ack, Intent, StoredOrder, check_writes
@@ -180,8 +181,15 @@ def test_orders_are_unique_per_customer() -> None:
         ("order", 409, None, "https://example/problems/idempotency-in-flight", True),
         ("order", 409, None, "https://example/problems/hold-limit-exceeded", False),
         ("order", 422, None, "", False),
-        ("signin", 503, None, "", False),  # not idempotent, no key: the user decides
+        # sign-in (no key): only answers that say nothing was done
+        ("signin", 503, None, "", True),
+        ("signin", 503, None, "https://example/problems/password-hashing-busy", True),
+        ("signin", 429, None, "", True),
+        ("signin", None, "connect", "", True),
         ("signin", None, "timeout", "", False),
+        ("signin", None, "disconnected", "", False),
+        ("signin", 500, None, "", False),
+        ("signin", 401, None, "", False),
     ],
 )
 def test_the_client_retries_only_what_is_safe_to_repeat(
@@ -224,3 +232,40 @@ def test_success_below_the_target_fails() -> None:
     assert result.summary.success_ratio == pytest.approx(0.998)
     assert not result.verdicts()["success >= 99.9%"]
     assert not result.passed
+
+
+def test_an_alert_that_fired_then_went_inactive_resolved() -> None:
+    seen = [
+        (0.0, "inactive"),
+        (5.0, "inactive"),
+        (10.0, "pending"),
+        (130.0, "firing"),
+        (135.0, "firing"),
+        (400.0, "inactive"),
+    ]
+    changes = transitions(seen)
+    assert changes == [(0.0, "inactive"), (10.0, "pending"), (130.0, "firing"), (400.0, "inactive")]
+    assert fired_and_resolved(changes) == (True, True)
+
+
+@pytest.mark.parametrize(
+    "states",
+    [
+        ["inactive", "pending", "inactive"],  # pending only: never fired
+        ["inactive", "pending", "firing"],  # still firing
+        ["firing", "inactive", "firing"],  # fired again after resolving
+    ],
+)
+def test_an_alert_not_back_to_inactive_after_firing_is_not_resolved(states: list[str]) -> None:
+    fired, resolved = fired_and_resolved(transitions([(float(i), s) for i, s in enumerate(states)]))
+    assert not resolved
+    assert fired == ("firing" in states)
+
+
+def test_prometheus_scrapes_the_cluster_with_the_projects_rules() -> None:
+    text = config()
+    assert "job_name: storefront" in text  # the alert rules select job="storefront"
+    assert str(RULES) in text
+    assert RULES.is_file()
+    for target in ("127.0.0.1:8101", "127.0.0.1:8102", "127.0.0.1:9111", "127.0.0.1:9112"):
+        assert target in text
