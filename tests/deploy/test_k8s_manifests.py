@@ -362,6 +362,11 @@ def test_argo_cd_syncs_the_prod_overlay_automatically() -> None:
     assert automated["selfHeal"] is True
     (project,) = load_all((K8S / "argocd" / "appproject.yaml").read_text())
     assert app["spec"]["project"] == project["metadata"]["name"]
+    # the HPA owns the API's replicas: ignored in the diff and, which Argo CD does only when
+    # told, in the sync (otherwise every deploy resets them to the overlay's count)
+    ignored = {(d["kind"], d.get("name")) for d in app["spec"]["ignoreDifferences"]}
+    assert ("Deployment", "storefront-api") in ignored
+    assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
 
 
 def schema_for(resource: Resource) -> Path:
