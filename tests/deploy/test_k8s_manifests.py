@@ -280,6 +280,18 @@ def test_the_alerts_job_label_is_the_one_the_service_monitor_gives(
     assert set(jobs.values()) == {app_job}, jobs
 
 
+def test_the_alert_rules_load_as_a_prometheus_rule_as_documented() -> None:
+    """docs/deploy.md (First deploy, Monitoring) indents alerts.yml under the spec of a
+    PrometheusRule: that holds while the file is nothing but rule groups."""
+    alerts = yaml.safe_load((K8S.parent / "monitoring" / "prometheus" / "alerts.yml").read_text())
+    assert set(alerts) == {"groups"}
+    for group in alerts["groups"]:
+        assert set(group) <= {"name", "interval", "rules", "limit"}, group.get("name")
+    documented = (K8S.parents[1] / "docs" / "deploy.md").read_text()
+    assert "sed 's/^/  /' deploy/monitoring/prometheus/alerts.yml" in documented
+    assert "kind: PrometheusRule" in documented
+
+
 def test_the_job_metrics_keep_their_job_label_when_scraped(rendered: list[Resource]) -> None:
     """A scraped label named like a target label ("job") is renamed exported_job unless the
     scrape honours labels; the alerts and the dashboard group the job metrics by job."""
