@@ -128,6 +128,15 @@ def test_main_builds_signs_and_updates_the_gitops_overlay() -> None:
     assert "ghcr.io/storefront/storefront=" in runs
 
 
+def test_the_gitops_commit_lands_on_main_as_it_is_after_the_build() -> None:
+    # main moves while the image builds: a commit made on the built commit is refused
+    gitops = load(ROOT / ".github/workflows/main.yml")["jobs"]["gitops"]
+    (checkout,) = [step for step in gitops["steps"] if "actions/checkout" in step.get("uses", "")]
+    assert checkout["with"]["ref"] == "main"
+    runs = " ".join(step.get("run", "") for step in gitops["steps"])
+    assert "git pull --rebase origin main" in runs
+
+
 def github_glob(pattern: str) -> re.Pattern[str]:
     """A workflow path filter as GitHub reads it: ** any characters, * any but /."""
     parts = re.split(r"(\*\*|\*)", pattern)
