@@ -317,6 +317,57 @@ async def test_every_encoding_spends_the_accounts_sign_in_budget(
             assert "auth-account" in body["detail"]
 
 
+async def test_others_spending_the_accounts_request_budget_do_not_stop_the_owners_device(
+    sqlite_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The rate limiter's per-account budget (``auth-account``) is keyed like the sign-in
+    throttle (decision 0100): requests from unknown devices share it, a valid device cookie
+    for the account has a budget of its own. Ten wrong sign-ins a minute from anywhere
+    locked the owner's browser out for as long as an attacker kept them coming."""
+    app = rate_limited(
+        sqlite_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        protection={"auth_rate": "100/minute", "auth_account_rate": "3/minute"},
+    )
+    email = f"{unique('owner')}@example.com"
+    right = {"email": email, "password": PASSWORD}
+    async with serving(app):
+        owner, attacker = client_for(app, "198.51.100.7"), client_for(app, "203.0.113.66")
+        stranger, other = client_for(app, "192.0.2.9"), client_for(app, "192.0.2.10")
+        async with owner, attacker, stranger, other:
+            r = await owner.post(REGISTER, json={**right, "display_name": "Owner"})
+            assert r.status_code == 201, r.text
+            first = await owner.post(LOGIN, json=right)
+            assert first.status_code == 200, first.text
+            device = _device_cookie(first)
+            other_email = f"{unique('other')}@example.com"
+            other_right = {"email": other_email, "password": PASSWORD}
+            r = await other.post(REGISTER, json={**other_right, "display_name": "Other"})
+            assert r.status_code == 201, r.text
+            other_device = _device_cookie(await other.post(LOGIN, json=other_right))
+
+            # an attacker spends what is left of the account's budget for unknown devices
+            wrong = {"email": email, "password": "wrong-password-guess"}
+            statuses = [(await attacker.post(LOGIN, json=wrong)).status_code for _ in range(4)]
+            assert statuses[-1] == 429, statuses
+            # every unknown device now waits, the right password included; so does a forged
+            # cookie or another account's cookie
+            for cookie in (None, device + "x", other_device):
+                headers = {} if cookie is None else {"Cookie": f"{DEVICE_COOKIE}={cookie}"}
+                body = assert_problem(await stranger.post(LOGIN, json=right, headers=headers), 429)
+                assert "auth-account" in body["detail"]
+            # the owner's browser still signs in
+            mine = {"Cookie": f"{DEVICE_COOKIE}={device}"}
+            ok = await owner.post(LOGIN, json=right, headers=mine)
+            assert ok.status_code == 200, ok.text
+            # ...and a stolen cookie buys one device's budget, no more
+            refused = [
+                (await attacker.post(LOGIN, json=wrong, headers=mine)).status_code for _ in range(3)
+            ]
+            assert refused[-1] == 429, refused
+
+
 # --- item 13: what ASVS 6.2.4 means by a weak password --------------------------------------
 
 WEAK = {

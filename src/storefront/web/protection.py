@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Scope
 
+from storefront.auth.devices import DeviceCookies
 from storefront.auth.tokens import TokenService
 from storefront.infra.ratelimit import DistributedRateLimiter
 from storefront.resources import Resources
@@ -39,6 +40,11 @@ from storefront.web.route_policy import Declared, body_limits, rate_rules
 def _resources(scope: Scope) -> tuple[DistributedRateLimiter, TokenService, Sequence[Any]]:
     resources: Resources = scope["app"].state.resources
     return resources.rate_limiter, resources.tokens, resources.trusted_proxies
+
+
+def _devices(scope: Scope) -> DeviceCookies:
+    resources: Resources = scope["app"].state.resources
+    return resources.security.devices
 
 
 def install_protection(app: FastAPI, settings: Settings, routes: Sequence[Declared]) -> None:
@@ -63,6 +69,7 @@ def install_protection(app: FastAPI, settings: Settings, routes: Sequence[Declar
             rules=rate_rules(routes),
             resources=_resources,
             exempt_prefixes=NOT_RATE_LIMITED,
+            devices=_devices,
         )
     app.add_middleware(
         BodyLimitMiddleware,

@@ -16,9 +16,11 @@ from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from storefront.auth.devices import COOKIE as DEVICE_COOKIE
+from storefront.auth.devices import DeviceCookies
 from storefront.auth.tokens import InvalidToken, TokenService
 from storefront.infra.ratelimit import DistributedRateLimiter, Limit, Outcome, parse_policy
 from storefront.kit.client_address import client_address
@@ -137,12 +139,14 @@ class RateLimitMiddleware:
         rules: Sequence[Rule],
         resources: Callable[[Scope], tuple[DistributedRateLimiter, TokenService, Sequence[Any]]],
         exempt_prefixes: tuple[str, ...] = (),
+        devices: Callable[[Scope], DeviceCookies] | None = None,
     ) -> None:
         self.app = app
         self.policies = policies
         self.rules = tuple(rules)
         self.resources = resources
         self.exempt_prefixes = exempt_prefixes
+        self.devices = devices
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -178,6 +182,12 @@ class RateLimitMiddleware:
                     # the route's own normalisation, so every spelling of one address shares
                     # one budget (an MFA token is just trimmed and lower-cased by it)
                     key = _digest(normalize_email(account))
+                    device = self._known_device(scope, headers, key)
+                    if device is not None:
+                        # the account's own browser has a budget of its own, as in the
+                        # sign-in throttle: guessing from elsewhere cannot spend it
+                        # (decision 0186); a stolen cookie buys one device's budget
+                        key = f"{key}:device:{_digest(device)}"
                     checks.append((self.policies.auth_account, f"account:{key}"))
         elif rule.policy == "operations":
             checks.append((self.policies.operations, f"addr:{address}"))
@@ -216,6 +226,14 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _known_device(self, scope: Scope, headers: Headers, account: str) -> str | None:
+        """The device id of a valid device cookie for ``account`` (the digest the sign-in
+        throttle keys it by, ``identity.service.account_key``), else None."""
+        cookie = headers.get("cookie")
+        if self.devices is None or not cookie:
+            return None
+        return self.devices(scope).device_of(account, cookie_parser(cookie).get(DEVICE_COOKIE))
 
 
 def _subject(headers: Headers, tokens: TokenService) -> str | None:
