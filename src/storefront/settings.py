@@ -237,13 +237,25 @@ class JobsSettings(BaseModel):
         return self
 
 
-def _multihost_url(value: str | None) -> str | None:
-    """A Sentinel address or an AMQP node list, checked at start-up (decisions 0176, 0177);
-    any other URL as given."""
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+AMQP_SCHEMES = ("amqp", "amqps")
+
+
+def _multihost_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    """A URL whose scheme is one of ``schemes``; a Sentinel address or an AMQP node list is
+    also checked (decisions 0176, 0177). Refused at start-up with the variable's name, not
+    by the client library inside the lifespan (a traceback) or never (a command that does
+    not connect)."""
     from storefront.kit.multihost import amqp_nodes, is_sentinel_url, parse_sentinel_url
 
     if value is None or not value.strip():
         return value
+    scheme = urlsplit(value.strip()).scheme.lower()
+    if scheme not in schemes:
+        shown = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise ValueError(
+            f"unsupported URL ({shown}); use one of {', '.join(s + '://' for s in schemes)}"
+        )
     if is_sentinel_url(value):
         parse_sentinel_url(value)
     elif value.strip().lower().startswith(("amqp://", "amqps://")):
@@ -268,7 +280,7 @@ class EventsSettings(BaseModel):
     @field_validator("broker_url")
     @classmethod
     def _valid_nodes(cls, value: str | None) -> str | None:
-        return _multihost_url(value)
+        return _multihost_url(value, AMQP_SCHEMES)  # events go to RabbitMQ or in-process
 
 
 class SmtpSettings(BaseModel):
@@ -682,10 +694,15 @@ class Settings(BaseSettings):
                 )
         return origins
 
-    @field_validator("redis_url", "broker_url")
+    @field_validator("redis_url")
     @classmethod
-    def _valid_multihost(cls, value: str | None) -> str | None:
-        return _multihost_url(value)
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        return _multihost_url(value, REDIS_SCHEMES)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _valid_broker_url(cls, value: str | None) -> str | None:
+        return _multihost_url(value, REDIS_SCHEMES + AMQP_SCHEMES)
 
     @field_validator("public_base_url")
     @classmethod
@@ -805,6 +822,17 @@ class Settings(BaseSettings):
             )
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_port_is_not_the_api_port(self) -> Self:
+        # the metrics listener binds first: the API then failed to bind and the process hung
+        # on its metrics thread instead of exiting
+        if self.api_metrics_port and self.api_metrics_port == self.port:
+            raise ValueError(
+                f"STOREFRONT_OBSERVABILITY__METRICS_PORT ({self.api_metrics_port}) must differ "
+                f"from STOREFRONT_PORT ({self.port}); in production it defaults to 9101"
+            )
         return self
 
     @property

@@ -69,6 +69,19 @@ CONFIG_CASES = {
         "STOREFRONT_PRIVACY__MASTER_KEYS",
     ),
     "nested-group-not-json": ({"STOREFRONT_DATABASE": "{oops"}, "STOREFRONT_DATABASE"),
+    # found closing issue 11: these two started `serve` into a traceback (redis-py's and the
+    # broker factory's ValueError inside the lifespan), and every other command ignored them
+    "redis-url-not-a-url": ({"STOREFRONT_REDIS_URL": "notaurl"}, "STOREFRONT_REDIS_URL"),
+    "broker-url-scheme": ({"STOREFRONT_BROKER_URL": "ftp://u:p@mq/"}, "STOREFRONT_BROKER_URL"),
+    "metrics-port-is-the-api-port": (
+        {"STOREFRONT_PORT": "9101", "STOREFRONT_OBSERVABILITY__METRICS_PORT": "9101"},
+        "STOREFRONT_OBSERVABILITY__METRICS_PORT",
+    ),
+    # events go to RabbitMQ only: a redis:// URL here silently meant in-process delivery
+    "events-broker-not-amqp": (
+        {"STOREFRONT_EVENTS__BROKER_URL": "redis://u:p@127.0.0.1:6379/0"},
+        "STOREFRONT_EVENTS__BROKER_URL",
+    ),
 }
 
 
