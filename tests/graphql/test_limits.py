@@ -11,6 +11,7 @@ from storefront.graphql.schema import build_schema
 from storefront.settings import GraphQLSettings
 from tests.graphql.support import codes, gql
 from tests.support.factories import Api, shop_with_staff
+from tests.support.problems import assert_problem
 
 
 async def test_deep_nesting_is_refused(api: Api) -> None:
@@ -117,3 +118,38 @@ async def test_a_costly_operation_spends_the_rate_limit_by_its_cost(api: Api) ->
     generous = build_schema(GraphQLSettings(cost_per_call=100), rates=("5/minute", "5/minute"))
     fine = await generous.execute(query, context_value=context())
     assert fine.errors is None, fine.errors
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # found closing issue 11: Python's json parser recursed past its limit (500, a
+        # traceback per request) and took NaN, which the REST guard refuses (decision 0097)
+        b'{"query": "{ __typename }", "variables": {"x": ' + b"[" * 3000 + b"]" * 3000 + b"}}",
+        b'{"query": "{ __typename }", "variables": {"x": NaN, "y": '
+        + b"[" * 40
+        + b"]" * 40
+        + b"}}",
+        b'{"query": "{ __typename }", "variables": {"x": ' + b"[" * 40 + b"]" * 40 + b"}}",
+    ],
+    ids=["nested-past-the-recursion-limit", "nan-and-nested", "nested-past-the-rest-bound"],
+)
+async def test_a_body_the_rest_guard_refuses_is_refused_at_graphql_too(
+    api: Api, body: bytes
+) -> None:
+    r = await api.client.post(
+        "/graphql", content=body, headers={"Content-Type": "application/json"}
+    )
+    if b"NaN" in body or body.count(b"[") > 1000:
+        # not JSON, or past the strict parser's own depth limit: strawberry's 400
+        assert r.status_code == 400, r.text
+    else:
+        assert_problem(r, 422, slug="json-too-complex")
+    # the same variables, within the bound and strict JSON, still run
+    ok = await api.client.post(
+        "/graphql",
+        content=b'{"query": "{ __typename }", "variables": {"x": [[1]]}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["data"] == {"__typename": "Query"}

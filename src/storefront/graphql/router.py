@@ -33,6 +33,7 @@ from storefront.kit.errors import DomainError
 from storefront.resources import Resources
 from storefront.settings import Settings
 from storefront.web.graphql import GraphQLContext
+from storefront.web.limits import JsonTooComplex, check_structure
 
 PATH = "/graphql"
 logger = logging.getLogger(__name__)
@@ -112,10 +113,31 @@ def _persisted_text(data: GraphQLRequestData) -> str | None:
 
 
 class StorefrontGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
-    def __init__(self, *args: Any, connections_per_user: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        connections_per_user: int,
+        max_json_depth: int = 32,
+        max_json_array_items: int = 10_000,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.slots = ConnectionSlots(connections_per_user)
         self.public = PublicQueryCache()
+        self.max_json_depth = max_json_depth
+        self.max_json_array_items = max_json_array_items
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Request bodies, ``variables`` and ``extensions`` parsed as REST parses them
+        (web/limits.py, decisions 0042, 0097): strict JSON (no NaN or Infinity; orjson's
+        error is a JSONDecodeError, strawberry's 400) of bounded depth and array length (a
+        ``json-too-complex`` problem). Python's parser recursed past its limit on a deeply
+        nested body: a RecursionError, a 500 and a traceback per request."""
+        document = orjson.loads(data)
+        problem = check_structure(document, self.max_json_depth, self.max_json_array_items)
+        if problem is not None:
+            raise JsonTooComplex(f"The JSON body is refused: {problem}")
+        return document
 
     async def execute_single(
         self,
@@ -221,4 +243,6 @@ def graphql_router(settings: Settings) -> StorefrontGraphQLRouter:
         connection_init_wait_timeout=timedelta(seconds=10),
         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         connections_per_user=settings.graphql.max_connections_per_user,
+        max_json_depth=settings.protection.max_json_depth,
+        max_json_array_items=settings.protection.max_json_array_items,
     )

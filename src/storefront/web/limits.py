@@ -196,7 +196,9 @@ class DeadlineMiddleware:
 _JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json\s*(?:;|$)", re.IGNORECASE)
 
 
-def _check_structure(document: object, max_depth: int, max_items: int) -> str | None:
+def check_structure(document: object, max_depth: int, max_items: int) -> str | None:
+    """What is wrong with a parsed JSON document's shape (too deep, an array too long), or
+    None; iterative, so any depth the parser returned is walked."""
     stack: list[tuple[object, int]] = [(document, 1)]
     while stack:
         node, depth = stack.pop()
@@ -255,7 +257,7 @@ def json_body_guard(
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise _invalid_json(exc) from None
-        problem = _check_structure(document, max_depth, max_array_items)
+        problem = check_structure(document, max_depth, max_array_items)
         if problem is not None:
             raise JsonTooComplex(f"The JSON body is refused: {problem}")
 
