@@ -55,7 +55,7 @@ from storefront.web.problems import install_problem_handlers
 from storefront.web.protection import install_protection
 from storefront.web.route_policy import declared, fast_reads
 from storefront.web.serving import install_drain_on_sigterm
-from storefront.web.versioning import VersioningMiddleware, v1_routes
+from storefront.web.versioning import VersioningMiddleware, document_deprecations, v1_routes
 from storefront.webhooks.routes import router as webhooks_router
 from storefront.webhooks.routes_v2 import router as webhooks_v2_router
 from storefront.webhooks.tasks import JOBS as WEBHOOK_JOBS
@@ -205,9 +205,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CachedReadFastPath, routes=fast_reads(policies))
     # v1 routes with a v2 successor: Deprecation, Sunset, successor-version; v1 usage by
     # route (decision 0143). Outside the fast path, whose answers skip routing.
+    versioned = v1_routes(app.routes)
+    document_deprecations(app, versioned)  # the same headers in v1's OpenAPI document
     app.add_middleware(
         VersioningMiddleware,
-        routes=v1_routes(app.routes),
+        routes=versioned,
         deprecated_at=settings.api.v1_deprecated_at,
         sunset_at=settings.api.v1_sunset_at,
         record_metrics=observability.metrics_enabled,

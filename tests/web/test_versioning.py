@@ -85,3 +85,23 @@ def test_sunset_must_follow_deprecation() -> None:
                 "v1_sunset_at": datetime(2026, 1, 1, tzinfo=UTC),
             }
         )
+
+
+async def test_the_v1_document_names_the_headers_where_they_are_sent(api: Api) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    paths = document["paths"]
+
+    def headers(path: str, method: str, status: str) -> set[str]:
+        response = paths[path][method]["responses"][status]
+        return set(response.get("headers", {}))
+
+    # a successor: every response names Deprecation, Sunset and the successor Link
+    assert headers("/api/v1/users/me", "get", "200") == {"Deprecation", "Sunset", "Link"}
+    assert headers("/api/v1/users/me", "get", "401") == {"Deprecation", "Sunset", "Link"}
+    # a paginated listing: its Link is the next page, as before
+    assert headers("/api/v1/shops/{shop_id}/products", "get", "200") == {"Deprecation", "Sunset"}
+    # the shared sign-in surface and v2 itself: nothing
+    assert headers("/api/v1/auth/login", "post", "200") == set()
+    assert headers("/api/v2/users/me", "get", "200") == set()
+    link = document["components"]["headers"]["SuccessorLink"]
+    assert "successor-version" in link["description"]

@@ -15,11 +15,12 @@ routes), so the answers of the cached-read fast path, which skip routing, carry 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
+from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client import Counter
@@ -72,6 +73,61 @@ def v1_routes(routes: Sequence[BaseRoute]) -> list[_Route]:
                 _Route(template, methods & by_template.get(successor, set()), template in paged)
             )
     return out
+
+
+DEPRECATION_HEADERS: dict[str, dict[str, object]] = {
+    "Deprecation": {
+        "description": "RFC 9745: this operation is deprecated since this date (`@` and Unix "
+        "seconds); its successor is the same path under /api/v2 (docs/api-versioning.md)",
+        "schema": {"type": "string", "examples": ["@1796601600"]},
+    },
+    "Sunset": {
+        "description": "RFC 8594: when this operation may stop working (an HTTP-date)",
+        "schema": {"type": "string", "examples": ["Fri, 31 Dec 2027 00:00:00 GMT"]},
+    },
+}
+SUCCESSOR_HEADER: dict[str, object] = {
+    "description": 'RFC 8288/5829: `</api/v2/...>; rel="successor-version"`, the same '
+    "operation in API v2",
+    "schema": {"type": "string"},
+}
+
+
+def document_deprecations(app: FastAPI, routes: Sequence[_Route]) -> None:
+    """The headers this middleware adds, in the OpenAPI document of each v1 operation with a
+    successor (every response; ``Link`` except on the paginated listings, whose ``Link`` is
+    their next page): an additive change to v1's documented contract."""
+    build: Callable[[], dict[str, object]] = app.openapi
+    by_template = {route.template: route for route in routes}
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        paths = schema.get("paths")
+        components = schema.setdefault("components", {})
+        if not isinstance(paths, dict) or not isinstance(components, dict):
+            return schema
+        components.setdefault("headers", {}).update(
+            {**DEPRECATION_HEADERS, "SuccessorLink": SUCCESSOR_HEADER}
+        )
+        for template, item in paths.items():
+            route = by_template.get(template)
+            if route is None:
+                continue
+            for method, operation in item.items():
+                if method.upper() not in route.successor_methods:
+                    continue
+                link = not (route.linked_pages and method == "get")
+                for response in operation.get("responses", {}).values():
+                    headers = response.setdefault("headers", {})
+                    for name in DEPRECATION_HEADERS:
+                        headers[name] = {"$ref": f"#/components/headers/{name}"}
+                    if link:
+                        headers["Link"] = {"$ref": "#/components/headers/SuccessorLink"}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def deprecation_value(when: datetime) -> str:
