@@ -79,7 +79,9 @@ lint: install
 	$(BIN)/lint-imports
 
 # bandit and ruff's security (S) rules on the code, then a bounded schemathesis run against
-# the app's own OpenAPI document (no 5xx, responses match their schema, errors are problem+json).
+# the app's own OpenAPI document (no 5xx, responses match their schema, errors are problem+json),
+# then a stateful run of API v2 along its OpenAPI links (shop -> product -> order -> pay/cancel;
+# FUZZ_ARGS=--stateful-time N, default 60 s; 0 skips it).
 # pip-audit is not run: its vulnerability database is unreachable from these machines.
 security: install
 	$(BIN)/bandit -q -c pyproject.toml -r src
