@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx2
+import msgpack
 import pyotp
 import pytest
 
@@ -283,7 +284,15 @@ def _repeated_field(email: str) -> dict[str, Any]:
     }
 
 
+def _msgpack(email: str) -> dict[str, Any]:
+    # the API takes MessagePack wherever it takes JSON (web/msgpack_bodies.py); the budget
+    # read the body as JSON, found no account and charged none (found closing issue 11)
+    body = msgpack.packb({"email": email, "password": "wrong-password-1"})
+    return {"content": body, "headers": {"Content-Type": "application/msgpack"}}
+
+
 ENCODINGS: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
+    "msgpack": (LOGIN, _msgpack),
     "padded-json": (LOGIN, _padded_json),
     "multipart": (TOKEN, _multipart),
     "urlencoded-padded": (TOKEN, _urlencoded),

@@ -28,6 +28,8 @@ from storefront.kit.emails import normalize_email
 from storefront.kit.errors import NotAcceptable
 from storefront.kit.negotiation import negotiate
 from storefront.telemetry import metrics
+from storefront.web.msgpack_bodies import is_msgpack
+from storefront.web.msgpack_bodies import to_json as msgpack_to_json
 from storefront.web.problems import problem_response
 
 logger = logging.getLogger("storefront.ratelimit")
@@ -263,7 +265,8 @@ async def _account(scope: Scope, receive: Receive, field_name: str) -> tuple[str
 
     The whole body is read (BodyLimitMiddleware, outside this one, bounds it) and parsed the
     way the route will parse it: forms (urlencoded and multipart) with Starlette's own form
-    parser, anything else as JSON with the standard library, the last of repeated fields
+    parser, MessagePack converted to JSON as the API converts it, anything else as JSON
+    with the standard library, the last of repeated fields
     winning in both, as FastAPI does. So no padding, encoding or repetition of a field
     names one account to the budget and another to the route.
     """
@@ -308,6 +311,12 @@ async def _body_field(scope: Scope, body: bytes, field_name: str) -> object:
         except MultiPartException:
             return None
         return value if isinstance(value, str) else None
+    if is_msgpack(media):
+        # the route sees MessagePack as the JSON it converts to (web/msgpack_bodies.py)
+        try:
+            body = msgpack_to_json(body)
+        except ValueError:
+            return None
     try:
         parsed = json.loads(body)
     except ValueError:
