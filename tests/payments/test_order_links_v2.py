@@ -62,6 +62,7 @@ async def test_an_order_from_creation_to_payment_and_refund_by_links_alone(
     assert [line["quantity"] for line in order["_embedded"]["lines"]] == [3]
     assert order["_embedded"]["payments"] == []
     assert {"sf:pay", "sf:cancel"} <= order["_links"].keys()
+    assert order["_links"]["sf:customer"]["href"] == f"{V2}/users/me"  # the customer's own
     assert "sf:refund" not in order["_links"]
     assert await stock_of(resources, world.product) == stock_before - 3
 
@@ -70,6 +71,7 @@ async def test_an_order_from_creation_to_payment_and_refund_by_links_alone(
     assert "sf:cancel" in as_staff["_links"]
     assert "sf:pay" not in as_staff["_links"]
     assert "sf:refund" not in as_staff["_links"]
+    assert "sf:customer" not in as_staff["_links"]  # no v2 resource shows them a user
 
     payment = await follow(
         api, customer, "POST", href(order, "sf:pay"), {"payment_method": "pm_card_visa"}

@@ -13,6 +13,7 @@ from storefront.orders.models import OrderStatus
 from storefront.orders.service import CUSTOMER_CANCELLABLE, STAFF_CANCELLABLE, OrderViewer
 from storefront.web.hal import (
     CANCEL,
+    CUSTOMER,
     PAY,
     PAYMENTS,
     PRODUCT,
@@ -84,6 +85,13 @@ def order_resource(
             "collection": link(v2(f"{shop}/orders")),
             SHOP: link(v2(shop)),
             PAYMENTS: link(v2(f"{path}/payments")),
+            # the customer, where the caller may see them: their own account (no v2
+            # resource shows a user to anyone else)
+            **(
+                {CUSTOMER: link(v2("/users/me"), title="you, the customer")}
+                if order.customer_id is not None and order.customer_id == viewer.principal.user_id
+                else {}
+            ),
             **actions(order, viewer),
         },
         {

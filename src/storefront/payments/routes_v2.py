@@ -123,6 +123,7 @@ ORDER_EXAMPLE = {
         "collection": {"href": f"/api/v2/shops/{SHOP_ID}/orders"},
         "sf:shop": {"href": f"/api/v2/shops/{SHOP_ID}"},
         "sf:payments": {"href": f"{ORDER_URL}/payments"},
+        "sf:customer": {"href": "/api/v2/users/me", "title": "you, the customer"},
         "sf:pay": {"href": f"{ORDER_URL}/payments", "title": "pay (POST, Idempotency-Key)"},
         "sf:cancel": {"href": f"{ORDER_URL}/cancel", "title": "cancel (POST)"},
         "curies": CURIES,

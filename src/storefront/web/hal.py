@@ -127,6 +127,7 @@ RELATIONS = (
     AUDIT,
     ADMIN_AUDIT,
     WEBHOOKS,
+    CUSTOMER,
 )
 
 Link = dict[str, Any]
