@@ -169,6 +169,7 @@ def check_url(url: str, *, allow_private: bool, allow_http: bool) -> None:
     forms), so ``0x7f000001`` is refused here, not only at delivery."""
     try:
         parts = urlsplit(url)
+        port = parts.port  # ValueError when not a number or past 65535
         host = URL(url).raw_host  # the host as aiohttp sends and resolves it
     except ValueError:  # "[127.0.0.1]", "[::1", a bad port...
         raise OutboundRefused("the URL is malformed") from None
@@ -179,6 +180,8 @@ def check_url(url: str, *, allow_private: bool, allow_http: bool) -> None:
         raise OutboundRefused("the URL must not carry credentials")
     if not host:
         raise OutboundRefused("the URL has no host")
+    if port == 0:  # in range for urlsplit and yarl, yet nothing can be called there
+        raise OutboundRefused("the URL's port must be between 1 and 65535")
     # aiohttp does not resolve literal addresses, so the resolver never sees them: check here
     literal = host_address(host.lower())
     if allow_private:
