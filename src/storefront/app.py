@@ -46,6 +46,7 @@ from storefront.web.compression import CompressionMiddleware
 from storefront.web.cors import EXPOSED_HEADERS, StrictCORSMiddleware
 from storefront.web.docs import install_docs
 from storefront.web.fast_path import CachedReadFastPath
+from storefront.web.hal import document_bodies
 from storefront.web.limits import json_body_guard
 from storefront.web.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from storefront.web.msgpack_bodies import MsgpackBodiesMiddleware
@@ -207,6 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # route (decision 0143). Outside the fast path, whose answers skip routing.
     versioned = v1_routes(app.routes)
     document_deprecations(app, versioned)  # the same headers in v1's OpenAPI document
+    document_bodies(app)  # v2: 413 and 415 where a body is taken
     app.add_middleware(
         VersioningMiddleware,
         routes=versioned,

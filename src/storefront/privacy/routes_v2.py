@@ -302,7 +302,11 @@ async def put_consents(
 @router.delete(
     "/users/me",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problems(401),
+    response_class=Response,
+    responses={
+        202: {"description": "The erasure is under way; every session is revoked"},
+        **problems(401),
+    },
     summary="Erase your account (recent sign-in; the target of `sf:erase`); orders stay, "
     "without personal data",
 )

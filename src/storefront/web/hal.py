@@ -14,14 +14,14 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
 import msgpack
 import orjson
-from fastapi import Depends, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -222,6 +222,8 @@ _PROBLEM_SLUGS = {
     409: "conflict",
     410: "gone",
     412: "precondition-failed",
+    413: "content-too-large",
+    415: "unsupported-media-type",
     422: "validation-error",
     429: "too-many-requests",
     503: "unavailable",
@@ -241,6 +243,8 @@ _PROBLEM_DETAILS = {
     406: "Nothing acceptable: see available.",
     409: "The resource's state does not allow this now.",
     412: "If-Match does not match the current ETag.",
+    413: "The request body is larger than this operation takes.",
+    415: "Send application/json or application/msgpack.",
     422: "The request is not valid: see errors.",
     429: "Too many requests: retry after Retry-After seconds.",
     503: "A dependency is unavailable: retry after Retry-After seconds.",
@@ -544,3 +548,40 @@ def seq_page(
         previous = None if params.prev is None else encode_seq_cursor_v2(int(params.prev), False)
         links["prev"] = link(_page_url(request, previous))
     return resource({**links, **(extra_links or {})}, {"count": len(items)}, {rel: list(items)})
+
+
+# --- the document --------------------------------------------------------------------------
+
+
+def document_bodies(app: FastAPI) -> None:
+    """Every v2 operation that takes a body may also be refused by the API protection
+    before its route runs: 413 (too large) and 415 (not JSON or MessagePack). Added to the
+    OpenAPI document of each such operation, with an example problem."""
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for path, item in schema.get("paths", {}).items():
+            if not path.startswith(API_V2_PREFIX):
+                continue
+            for operation in item.values():
+                if "requestBody" not in operation:
+                    continue
+                for code in (413, 415):
+                    operation["responses"].setdefault(
+                        str(code),
+                        {
+                            "description": PROBLEM_RESPONSES[code]["description"],
+                            "content": {
+                                "application/problem+json": {
+                                    "schema": {"$ref": "#/components/schemas/ProblemOut"},
+                                    "example": _problem_example(code),
+                                }
+                            },
+                        },
+                    )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
