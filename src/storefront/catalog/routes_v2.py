@@ -155,8 +155,11 @@ PRODUCT_PARAMETERS = {
 
 
 def _personal(staff: bool) -> dict[str, str]:
-    # the links differ for staff: never shared from a cache
-    return {"Cache-Control": NO_STORE, "Vary": "Accept, Authorization"} if staff else {}
+    # the links differ for staff: never shared from a cache; the public copy varies by the
+    # token too, so a cache holding it does not answer a staff member with it
+    if staff:
+        return {"Cache-Control": NO_STORE, "Vary": "Accept, Authorization"}
+    return {"Vary": "Accept, Authorization"}
 
 
 @router.get(

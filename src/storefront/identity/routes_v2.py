@@ -224,8 +224,10 @@ ME_EXAMPLE = {
 )
 async def api_root(principal: OptionalPrincipal, media_type: Accepted) -> HALResponse:
     admin = principal is not None and principal.is_admin
+    # an administrator's copy has one more link: the anonymous copy varies by the token too
+    headers = PERSONAL if principal is not None else {}
     return hal_response(
-        root_resource(admin), media_type, headers=PERSONAL if principal is not None else None
+        root_resource(admin), media_type, headers={**headers, "Vary": "Accept, Authorization"}
     )
 
 

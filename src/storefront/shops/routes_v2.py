@@ -131,8 +131,11 @@ def shop_resource(shop: Any, role: Role | None = None, signed_in: bool = False) 
     return resource(links, properties)
 
 
-def _personal(principal: Principal | None) -> dict[str, str] | None:
-    return {"Cache-Control": NO_STORE, "Vary": "Accept, Authorization"} if principal else None
+def _personal(principal: Principal | None) -> dict[str, str]:
+    # the links depend on the caller: the anonymous copy varies by the token too
+    if principal is not None:
+        return {"Cache-Control": NO_STORE, "Vary": "Accept, Authorization"}
+    return {"Vary": "Accept, Authorization"}
 
 
 @router.post(

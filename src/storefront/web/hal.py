@@ -454,13 +454,27 @@ def hal_response(
     headers: Mapping[str, str] | None = None,
 ) -> HALResponse:
     """``body`` as HAL (the default), plain ``application/json`` or MessagePack (the same
-    document); always ``Vary: Accept``."""
+    document); always ``Vary: Accept``, plus what ``headers`` name in their own ``Vary``
+    (``Authorization`` where the links depend on the caller)."""
+    merged = dict(headers or {})
+    merged["Vary"] = vary("Accept", merged.pop("Vary", ""))
     return HALResponse(
         msgpack.packb(body) if media_type == MSGPACK else encode(body),
         status_code=status_code,
         media_type=media_type,
-        headers={**(headers or {}), "Vary": "Accept"},
+        headers=merged,
     )
+
+
+def vary(*values: str) -> str:
+    """One ``Vary`` value naming each field of ``values`` (comma lists) once, in order."""
+    fields: dict[str, str] = {}
+    for value in values:
+        for field in value.split(","):
+            name = field.strip()
+            if name:
+                fields.setdefault(name.lower(), name)
+    return ", ".join(fields.values())
 
 
 def encode(body: Resource) -> bytes:
