@@ -44,6 +44,9 @@ for n in "${NODES[@]}"; do
   fi
 done
 for n in "${started[@]}"; do
+  # await_startup fails at once while the node's Erlang VM is not reachable yet (a node
+  # restarted after a SIGKILL was seen to need longer than one ask): wait for it first
+  for _ in $(seq 120); do running "$n" && break; sleep 1; done
   ctl "$n" await_startup --timeout 120 >/dev/null 2>&1 ||
     die "node $(nodename "$n") did not start (see $STATE/$n/log)"
   log "node $(nodename "$n") started (AMQP :${AMQP_PORT[$n]})"
