@@ -43,3 +43,43 @@ async def test_one_vary_field_each_time(api: Api) -> None:
     r = await api.client.get(f"{V2}/shops/{shop['id']}", headers=owner.auth)
     fields = [f.strip().lower() for f in r.headers["vary"].split(",")]
     assert len(fields) == len(set(fields)), r.headers["vary"]
+
+
+async def test_a_product_revalidates_per_copy(api: Api) -> None:
+    """If-None-Match gives 304 as on v1; the staff's copy and the public one have their own
+    tags, so a member never revalidates a public copy (without their actions) into theirs."""
+    _owner, staff, shop = await shop_with_staff(api)
+    product = await api.product(staff, shop)
+    url = f"{V2}/shops/{shop['id']}/products/{product['id']}"
+
+    public = await api.client.get(url)
+    mine = await api.client.get(url, headers=staff.auth)
+    assert public.headers["etag"] != mine.headers["etag"]
+    assert "edit" in mine.json()["_links"] and "edit" not in public.json()["_links"]
+
+    again = await api.client.get(url, headers={"If-None-Match": public.headers["etag"]})
+    assert again.status_code == 304, again.text
+    assert again.content == b""
+    assert again.headers["etag"] == public.headers["etag"]
+    assert "authorization" in vary(again)
+
+    revalidated = await api.client.get(
+        url, headers={**staff.auth, "If-None-Match": mine.headers["etag"]}
+    )
+    assert revalidated.status_code == 304
+    assert revalidated.headers["cache-control"] == "no-store"
+    other = await api.client.get(
+        url, headers={**staff.auth, "If-None-Match": public.headers["etag"]}
+    )
+    assert other.status_code == 200
+    assert "edit" in other.json()["_links"]
+
+    # either copy's tag is a valid If-Match: the state is the same
+    for stock, headers in ((7, {}), (8, staff.auth)):
+        tag = (await api.client.get(url, headers=headers)).headers["etag"]
+        r = await api.client.patch(
+            url, json={"stock": stock}, headers={**staff.auth, "If-Match": tag}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["stock"] == stock
+        assert (await api.client.get(url, headers={"If-None-Match": tag})).status_code == 200

@@ -3,9 +3,10 @@
 A product's links depend on who asks: the shop's staff see ``edit`` (PATCH, If-Match) and
 ``sf:archive``. Reads are public; a token, when sent, is checked as everywhere.
 
-A product's ``ETag`` names its state in the negotiated media type (the tag of v1's
-representation of the same state, with the media type): ``If-Match`` on ``PATCH`` accepts the
-tag of any of v2's media types, so a client that read MessagePack can edit too."""
+A product's ``ETag`` names its state in the negotiated media type and the copy (its staff's,
+with their actions, or anyone else's): ``If-None-Match`` on ``GET`` gives 304 as on v1, and
+``If-Match`` on ``PATCH`` accepts the tag of any of v2's media types and either copy, so a
+client that read MessagePack can edit too."""
 
 from __future__ import annotations
 
@@ -114,10 +115,18 @@ def product_resource(product: Any, *, staff: bool) -> Resource:
     )
 
 
-def product_tags(product: Any) -> dict[str, str]:
-    """The product's ``ETag`` in each of v2's media types."""
+def product_tags(product: Any, *, staff: bool) -> dict[str, str]:
+    """The product's ``ETag`` in each of v2's media types, as its staff or anyone else sees it:
+    the two copies differ by their links, so they never share a tag (a 304 to one for the
+    other's tag would leave a staff member's cached copy without its actions)."""
     state = ProductOut.model_validate(product).model_dump_json().encode()
-    return {media: etag.strong_etag(state + media.encode()) for media in OFFERS}
+    view = b"staff" if staff else b"public"
+    return {media: etag.strong_etag(state + media.encode() + view) for media in OFFERS}
+
+
+def any_product_tag(product: Any) -> list[str]:
+    """Every tag the product's current state has (any media type, either copy)."""
+    return [tag for staff in (True, False) for tag in product_tags(product, staff=staff).values()]
 
 
 CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
@@ -221,8 +230,11 @@ async def list_products(
     "/shops/{shop_id}/products/{product_id}",
     response_model=ProductV2,
     response_class=HALResponse,
-    responses=problems(401, 404, 422, example=PRODUCT_EXAMPLE),
-    summary="A product (ETag); its staff also see the edit and archive actions",
+    responses={
+        **problems(401, 404, 422, example=PRODUCT_EXAMPLE),
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+    },
+    summary="A product (ETag, If-None-Match); its staff also see the edit and archive actions",
 )
 async def get_product(
     shop_id: uuid.UUID,
@@ -231,14 +243,14 @@ async def get_product(
     session: ReadSessionDep,
     resources: ResourcesDep,
     media_type: Accepted,
+    if_none_match: Annotated[str | None, Header(max_length=MAX_CONDITION_LENGTH), STORABLE] = None,
 ) -> Response:
     product = await CatalogService(session, shop_id, resources.cache).get(product_id)
     staff = await ShopService(session).is_staff(shop_id, principal)
-    return hal_response(
-        product_resource(product, staff=staff),
-        media_type,
-        headers={"ETag": product_tags(product)[media_type], **_personal(staff)},
-    )
+    headers = {"ETag": product_tags(product, staff=staff)[media_type], **_personal(staff)}
+    if etag.none_match(if_none_match, headers["ETag"]):  # revalidation, as v1's read
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return hal_response(product_resource(product, staff=staff), media_type, headers=headers)
 
 
 @router.post(
@@ -304,7 +316,7 @@ async def create_product(
         status_code=status.HTTP_201_CREATED,
         headers={
             "Location": v2(f"/shops/{editor.shop_id}/products/{product.id}"),
-            "ETag": product_tags(product)[media_type],
+            "ETag": product_tags(product, staff=True)[media_type],
             **_personal(True),
         },
     )
@@ -340,13 +352,13 @@ async def update_product(
 ) -> Response:
     catalog = CatalogService(session, editor.shop_id, resources.cache)
     current = await catalog.get(product_id)
-    if not any(etag.match(if_match, tag) for tag in product_tags(current).values()):
+    if not any(etag.match(if_match, tag) for tag in any_product_tag(current)):
         raise PreconditionFailed("If-Match does not match the product's current ETag.")
     updated = await catalog.update(current, body.changes(), expected_version=current.version)
     return hal_response(
         product_resource(updated, staff=True),
         media_type,
-        headers={"ETag": product_tags(updated)[media_type], **_personal(True)},
+        headers={"ETag": product_tags(updated, staff=True)[media_type], **_personal(True)},
     )
 
 
