@@ -771,6 +771,8 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> Self:
         if self.environment is not Environment.production:
             return self
+        from storefront.kit.client_address import parse_networks, too_wide
+
         problems: list[str] = []
         secret = self.auth.jwt_secret.get_secret_value()
         if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
@@ -793,6 +795,21 @@ class Settings(BaseSettings):
             )
         if "*" in self.cors_origins:
             problems.append("STOREFRONT_CORS_ORIGINS must list origins explicitly, not '*'")
+        plain = [origin for origin in self.cors_origins if origin.startswith("http://")]
+        if plain:  # decision 0188
+            problems.append(
+                f"STOREFRONT_CORS_ORIGINS must list https:// origins only ({', '.join(plain)} "
+                "is plain HTTP: anyone on its network path can change that page and call the "
+                "API as its visitors): list the https:// origin"
+            )
+        wide = [e for e in self.trusted_proxies if any(map(too_wide, parse_networks([e])))]
+        if wide:  # decision 0187
+            problems.append(
+                f"STOREFRONT_TRUSTED_PROXIES must list your proxies, not {', '.join(wide)}: "
+                "every client in it could choose its own address with X-Forwarded-For (rate "
+                "limits, sign-in throttles, audit log). Set the load balancers' own addresses "
+                "or subnet (e.g. 10.0.12.0/24), or leave it empty when clients connect directly"
+            )
         privacy = self.privacy
         if privacy.master_keys is None and privacy.master_key_file is None:
             problems.append(

@@ -78,3 +78,26 @@ def test_a_missing_metrics_directory_is_a_configuration_error(
     done = _run(command, env)
     _assert_config_error(done, "PROMETHEUS_MULTIPROC_DIR", str(missing))
     assert not missing.exists()  # nothing created behind the operator's back
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("STOREFRONT_TRUSTED_PROXIES", "0.0.0.0/0", "0.0.0.0/0"),  # decision 0187
+        ("STOREFRONT_TRUSTED_PROXIES", "::/0", "::/0"),
+        ("STOREFRONT_CORS_ORIGINS", "https://a.example,http://b.example", "http://b.example"),
+    ],
+)
+def test_production_names_an_open_proxy_range_or_a_plain_http_origin(
+    variable: str, value: str, needle: str, tmp_path: Path
+) -> None:
+    env = _production_env(f"sqlite:///{tmp_path / 'p.db'}", tmp_path)
+    done = _run(["serve"], {**env, variable: value, "STOREFRONT_PORT": "1"})  # never reached
+    assert done.returncode == EXIT_CONFIG, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == "", done.stdout  # refused before the banner
+    named = [line for line in done.stderr.splitlines() if line.startswith(f"  - {variable} ")]
+    assert len(named) == 1, done.stderr  # one line: what is wrong, why, and what to set
+    assert needle in named[0]
+    assert "must list" in named[0]
+    assert done.stderr.strip().splitlines()[-1].startswith("fix: "), done.stderr

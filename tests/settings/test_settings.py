@@ -83,6 +83,74 @@ def test_production_refuses_a_wildcard_cors_origin(origins: Any) -> None:
     assert "STOREFRONT_CORS_ORIGINS" in refusal(cors_origins=origins)
 
 
+@pytest.mark.parametrize(
+    "origins",
+    [
+        "http://shop.example.com",
+        "https://shop.example.com,http://admin.example.com",
+        "http://localhost:5173",
+    ],
+)
+def test_production_refuses_a_plain_http_cors_origin(origins: str) -> None:
+    """Decision 0188: a page served over http:// can be changed by anyone on its path, and
+    the API would then answer its scripts as the visitor."""
+    message = refusal(cors_origins=origins)
+    assert "STOREFRONT_CORS_ORIGINS must list https:// origins only" in message
+    plain = [o for o in origins.split(",") if o.startswith("http://")]
+    assert all(o in message for o in plain), message
+    assert "https://shop.example.com" not in message  # only the plain ones are named
+
+
+def test_http_cors_origins_are_fine_outside_production() -> None:
+    for environment in ("development", "test"):
+        settings = Settings(environment=environment, cors_origins="http://localhost:5173")
+        assert settings.cors_origins == ["http://localhost:5173"]
+    assert production(cors_origins="https://a.example,https://b.example:8443")
+
+
+@pytest.mark.parametrize(
+    "proxies",
+    [
+        "0.0.0.0/0",
+        "::/0",
+        "10.0.0.0/8,0.0.0.0/1",  # half the internet, next to a sound entry
+        "128.0.0.0/1",
+        "2000::/3",  # all of IPv6's global unicast
+        "::ffff:0:0/96",  # every IPv4 client as a dual-stack socket shows it
+        "11.0.0.0/8",  # a public /8
+    ],
+)
+def test_production_refuses_trusted_proxies_that_hold_clients_at_large(proxies: str) -> None:
+    """Decision 0187: everyone in a trusted range may set X-Forwarded-For, and so choose the
+    address that rate limits, sign-in throttles and the audit log see."""
+    message = refusal(trusted_proxies=proxies)
+    assert "STOREFRONT_TRUSTED_PROXIES" in message
+    wide = [p for p in proxies.split(",") if p != "10.0.0.0/8"]
+    assert all(p in message for p in wide), message
+    assert "10.0.0.0/8," not in message  # the sound entry is not named
+
+
+@pytest.mark.parametrize(
+    "proxies",
+    [
+        "10.0.0.0/8",  # a pod network: private, however wide
+        "172.16.0.0/12,192.168.0.0/16,fc00::/7,127.0.0.1",
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT, some cluster networks)
+        "104.16.0.0/13,173.245.48.0/20,2a06:98c0::/29",  # published CDN ranges
+        "203.0.113.7,2001:db8::/48",
+        "::ffff:10.0.0.0/104",
+    ],
+)
+def test_production_accepts_proxy_networks(proxies: str) -> None:
+    assert production(trusted_proxies=proxies).trusted_proxies == proxies.split(",")
+
+
+def test_wide_trusted_proxies_are_accepted_outside_production() -> None:
+    assert Settings(environment="development", trusted_proxies="0.0.0.0/0").trusted_proxies == [
+        "0.0.0.0/0"
+    ]
+
+
 def test_production_refuses_sql_echo() -> None:
     assert "STOREFRONT_DATABASE__ECHO" in refusal(database={"echo": True})
 
