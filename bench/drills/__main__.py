@@ -74,7 +74,9 @@ ALERT_START_LIMIT = 150.0
 ALERT_WATCH_LIMIT = 2700.0
 
 
-async def watch_alert(prom: Prometheus, load: Load, ctx: Context) -> AlertWatch:
+async def watch_alert(
+    prom: Prometheus, load: Load, ctx: Context, limit: float = ALERT_WATCH_LIMIT
+) -> AlertWatch:
     """After the window: reads at the drill's rate (not counted) while Prometheus's view of the
     watched alert is polled, until it has fired and resolved (or did not start, or the limit)."""
     watch = AlertWatch(WATCHED)
@@ -98,7 +100,7 @@ async def watch_alert(prom: Prometheus, load: Load, ctx: Context) -> AlertWatch:
                     ctx.mark(f"Prometheus: {WATCHED} {state}")
                 seen.append((time.time(), state))
                 watch.fired, watch.resolved = fired_and_resolved(transitions(seen))
-                if watch.resolved or now - began > ALERT_WATCH_LIMIT:
+                if watch.resolved or now - began > limit:
                     break
                 if not watch.fired and state == "inactive" and now - began > ALERT_START_LIMIT:
                     break
@@ -126,6 +128,7 @@ async def run_drill(
     before: float,
     log: Path,
     prom: Prometheus | None = None,
+    alert_watch: float = ALERT_WATCH_LIMIT,
 ) -> DrillResult:
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     result = DrillResult(drill.name, drill.fault, drill.expect, started)
@@ -166,7 +169,7 @@ async def run_drill(
     else:
         result.writes = check_writes(load.intents, load.acks, stored, load.paid_acks)
     if prom is not None and ctx.fault_at is not None:
-        result.alert = await watch_alert(prom, load, ctx)
+        result.alert = await watch_alert(prom, load, ctx, alert_watch)
         result.events = ctx.events
     verdicts = result.verdicts()
     print(
@@ -193,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         "--prometheus",
         action="store_true",
         help=f"run Prometheus with the alert rules; report {WATCHED}'s timeline",
+    )
+    parser.add_argument(
+        "--alert-watch",
+        type=float,
+        default=ALERT_WATCH_LIMIT,
+        help="--prometheus: at most this long (s) after a drill for the alert to resolve",
     )
     args = parser.parse_args(argv)
 
@@ -254,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 continue
-            results.append(await run_drill(drill, config, before, log, prom))
+            results.append(await run_drill(drill, config, before, log, prom, args.alert_watch))
         return results
 
     try:
