@@ -55,7 +55,8 @@ async def test_a_product_revalidates_per_copy(api: Api) -> None:
     public = await api.client.get(url)
     mine = await api.client.get(url, headers=staff.auth)
     assert public.headers["etag"] != mine.headers["etag"]
-    assert "edit" in mine.json()["_links"] and "edit" not in public.json()["_links"]
+    assert "edit" in mine.json()["_links"]
+    assert "edit" not in public.json()["_links"]
 
     again = await api.client.get(url, headers={"If-None-Match": public.headers["etag"]})
     assert again.status_code == 304, again.text
@@ -83,3 +84,13 @@ async def test_a_product_revalidates_per_copy(api: Api) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["stock"] == stock
         assert (await api.client.get(url, headers={"If-None-Match": tag})).status_code == 200
+
+
+async def test_a_refused_accept_says_vary_accept(api: Api) -> None:
+    owner = await api.user()
+    shop = await api.shop(owner)
+    for accept in ("text/html", "garbage;;;q=x"):
+        for url in (V2, f"{V2}/shops/{shop['id']}", f"{V2}/users/me"):
+            r = await api.client.get(url, headers={**owner.auth, "Accept": accept})
+            assert r.status_code == 406, (url, accept, r.text)
+            assert "accept" in vary(r), (url, accept, r.headers.get("vary"))

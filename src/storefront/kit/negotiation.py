@@ -24,12 +24,16 @@ def negotiate(accept: str | None, offers: Sequence[str]) -> str:
         # mimeparse prefers the *last* of equally good offers: hand them over reversed
         best = mimeparse.best_match(list(reversed(offers)), accept.lower())
     except (mimeparse.MimeTypeParseException, ValueError, IndexError) as exc:  # malformed
-        raise NotAcceptable(f"Cannot parse the Accept header: {accept[:200]!r}.") from exc
+        raise NotAcceptable(
+            f"Cannot parse the Accept header: {accept[:200]!r}.", headers={"Vary": "Accept"}
+        ) from exc
     if not best:
+        # the refusal depends on Accept as the answer would have: a cache keeps it apart
         raise NotAcceptable(
             "None of the requested media types is available here; offered: "
             + ", ".join(offers)
             + ".",
+            headers={"Vary": "Accept"},
             extra={"available": list(offers)},
         )
     return str(best)
