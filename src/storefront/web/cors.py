@@ -22,6 +22,7 @@ from storefront.web.problems import problem_response
 EXPOSED_HEADERS = [
     "Deprecation",  # v1 routes with a v2 successor (decision 0143)
     "ETag",
+    "Idempotent-Replayed",  # a keyed write answered from its first run (orders, payments)
     "Link",
     "Location",
     "X-Request-ID",
