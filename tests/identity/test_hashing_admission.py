@@ -39,7 +39,9 @@ async def service(
 ) -> AsyncIterator[tuple[httpx2.AsyncClient, Resources]]:
     settings = make_settings(
         database_url,
-        auth={**SLOW_HASHING, "hashing_threads": 1, "hashing_queue": 0, **auth},
+        # at the default nice 19 a hash of this cost could take longer than the request
+        # timeout on a CI machine whose test workers keep both cores busy (a 504 seen so)
+        auth={**SLOW_HASHING, "hashing_threads": 1, "hashing_queue": 0, "hashing_nice": 0, **auth},
         rate_limit_enabled=False,  # the API rate limiter is not what is tested here
     )
     async with running_app(settings) as app:

@@ -41,6 +41,18 @@ async def _sign_up(client: httpx2.AsyncClient) -> dict[str, str]:
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
+async def _until_in_flight(base: str, request: asyncio.Task[httpx2.Response]) -> None:
+    """Until the server counts a request in flight besides the scrape asking."""
+    async with httpx2.AsyncClient(base_url=base, timeout=30) as fresh:
+        for _ in range(600):
+            assert not request.done(), request.result().text
+            samples = _samples((await fresh.get("/metrics")).text)
+            if samples.get(("storefront_http_requests_in_flight", frozenset()), 0) >= 2:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the bulk request never reached the server")
+
+
 async def _drain(base: str, proc: subprocess.Popen[str]) -> dict[str, object]:
     async with httpx2.AsyncClient(base_url=base, timeout=30) as client:
         auth = await _sign_up(client)
@@ -57,7 +69,9 @@ async def _drain(base: str, proc: subprocess.Popen[str]) -> dict[str, object]:
                 f"/api/v1/shops/{shop['id']}/products/bulk", json={"items": items}, headers=auth
             )
         )
-        await asyncio.sleep(0.05)
+        # signal only once the server is running it: on a loaded machine the body could
+        # still be on its way when uvicorn's shutdown closes the idle connection (ReadError)
+        await _until_in_flight(base, in_flight)
         proc.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.3)
         async with httpx2.AsyncClient(base_url=base, timeout=5) as fresh:  # a new connection
