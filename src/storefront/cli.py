@@ -25,6 +25,7 @@ from storefront.kit.startup import (
     CommandRefused,
     configured_database_url,
     explain,
+    require_listenable,
     unknown_env_warnings,
 )
 from storefront.migration_head import migrations_dir as migrations_dir  # tests import it from here
@@ -294,6 +295,9 @@ def seed(
     asyncio.run(main())
 
 
+# the API's metrics port (9101 by default in production; decision 0092)
+METRICS_PORT_ENV = "STOREFRONT_OBSERVABILITY__METRICS_PORT"
+
 # prometheus-client's own variable (not imported from it: importing it with a missing
 # directory is what fails)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -356,7 +360,12 @@ def worker() -> None:
         async with open_resources(
             settings, role="worker", jobs=JOBS, observability=observability
         ) as resources:
-            serve_metrics(settings.observability.worker_metrics_port, settings.host)
+            metrics_port = settings.observability.worker_metrics_port
+            if metrics_port:  # its scrape target is its readiness (0112): taken is fatal
+                require_listenable(
+                    settings.host, metrics_port, "STOREFRONT_OBSERVABILITY__WORKER_METRICS_PORT"
+                )
+            serve_metrics(metrics_port, settings.host)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -418,6 +427,10 @@ def serve(
     # the personal-data keys (a key file to read) are configuration: explained here, not as
     # a traceback from inside uvicorn's application start-up
     key_material(settings)
+    # a port in use, named before anything starts: uvicorn binds only after the app's start-up
+    require_listenable(settings.host, settings.port, "STOREFRONT_PORT")
+    if settings.api_metrics_port:
+        require_listenable(settings.host, settings.api_metrics_port, METRICS_PORT_ENV)
     base = f"http://{settings.host}:{settings.port}"
     docs = f"  docs: [bold]{base}/docs[/bold]" if settings.docs_served else ""
     console.print(f"Storefront API on [bold]{base}{API_PREFIX}[/bold]{docs}")

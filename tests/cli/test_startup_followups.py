@@ -1,17 +1,21 @@
-"""More start-up refusals (decisions 0126, 0127): an in-memory database in
-production, `storefront worker` without a broker, a metrics directory that does not exist.
+"""More start-up refusals (decisions 0126, 0127, 0187, 0188): an in-memory database in
+production, `storefront worker` without a broker, a metrics directory that does not exist,
+an open proxy range or a plain-HTTP CORS origin in production, a port already in use.
 Each runs the real CLI in a subprocess and reads what an operator reads."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.servers import CLI, cli_env, run_cli
+from tests.support.servers import CLI, cli_env, free_port, run_cli
 
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -101,3 +105,54 @@ def test_production_names_an_open_proxy_range_or_a_plain_http_origin(
     assert needle in named[0]
     assert "must list" in named[0]
     assert done.stderr.strip().splitlines()[-1].startswith("fix: "), done.stderr
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port another process listens on (this test's own socket)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        (["serve"], "STOREFRONT_PORT"),
+        (["serve"], "STOREFRONT_OBSERVABILITY__METRICS_PORT"),
+        (["worker"], "STOREFRONT_OBSERVABILITY__WORKER_METRICS_PORT"),
+    ],
+    ids=["api-port", "metrics-port", "worker-metrics-port"],
+)
+def test_a_port_in_use_is_named(
+    command: list[str], variable: str, taken_port: int, tmp_path: Path
+) -> None:
+    """uvicorn logged `[Errno 98] ... address already in use` after the app had started
+    and exited 3 naming no setting; a taken metrics port was only a warning."""
+    env = cli_env(
+        f"sqlite:///{tmp_path / 'p.db'}",
+        STOREFRONT_PORT=str(free_port()),
+        STOREFRONT_BROKER_URL="redis://127.0.0.1:1/0",  # the worker stops before using it
+    )
+    env[variable] = str(taken_port)
+    done = _run(command, env)
+    assert done.returncode == EXIT_UNAVAILABLE, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "Application startup" not in done.stderr  # refused before the app started
+    error, fix = done.stderr.strip().splitlines()[-2:]
+    assert error == (
+        f"error: {variable}={taken_port}: 127.0.0.1:{taken_port} is already in use by "
+        "another process"
+    ), done.stderr
+    assert fix.startswith("fix: ")
+    assert f"set {variable} to a free port" in fix
+
+
+def test_a_host_that_is_not_ours_is_named(tmp_path: Path) -> None:
+    env = cli_env(
+        f"sqlite:///{tmp_path / 'h.db'}",
+        STOREFRONT_HOST="192.0.2.1",  # TEST-NET-1: never an address of this machine
+        STOREFRONT_PORT=str(free_port()),
+    )
+    _assert_config_error(_run(["serve"], env), "STOREFRONT_HOST=192.0.2.1")

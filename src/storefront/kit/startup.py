@@ -295,6 +295,49 @@ def explain(exc: BaseException, *, database_url: str | None = None) -> Failure |
     return _dependency_failure(exc, database_url)
 
 
+def require_listenable(host: str, port: int, variable: str) -> None:
+    """Refuse to start when ``host:port`` cannot be listened on, naming ``variable`` (the
+    port's setting): uvicorn binds only after the application has started, then logs one
+    errno line and exits 3, and the metrics listener only logged a warning. The probe binds
+    as uvicorn and prometheus-client do (SO_REUSEADDR) and closes at once."""
+    import errno
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandRefused(
+                f"{variable}={port}: {host}:{port} is already in use by another process\n"
+                f"fix: stop that process (`ss -ltnp 'sport = :{port}'` shows it) or set "
+                f"{variable} to a free port",
+                exit_code=EXIT_UNAVAILABLE,
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise CommandRefused(
+                f"{variable}={port}: not allowed to listen on {host}:{port} (ports below 1024 "
+                "need root or CAP_NET_BIND_SERVICE)\n"
+                f"fix: set {variable} to 1024 or above and let the load balancer or container "
+                "map the public port",
+                exit_code=EXIT_CONFIG,
+            ) from None
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            unresolved = isinstance(exc, socket.gaierror)
+            what = "does not resolve" if unresolved else "is not an address of this machine"
+            raise CommandRefused(
+                f"STOREFRONT_HOST={host} {what} ({exc.strerror})\n"
+                "fix: set STOREFRONT_HOST to one of its addresses, 127.0.0.1, or 0.0.0.0 (all)",
+                exit_code=EXIT_CONFIG,
+            ) from None
+        raise CommandRefused(
+            f"cannot listen on {host}:{port} ({variable}): {exc.strerror or exc}\n"
+            f"fix: check STOREFRONT_HOST and {variable}",
+            exit_code=EXIT_UNAVAILABLE,
+        ) from None
+
+
 def configured_database_url(environ: Mapping[str, str] | None = None) -> str | None:
     """The database URL as configured (for messages only; the settings may not validate)."""
     env = os.environ if environ is None else environ
