@@ -178,3 +178,29 @@ def test_a_request_head_must_arrive_in_time(database: str) -> None:
                 time.sleep(1)
     finally:
         stop(proc, signal.SIGINT, within=20)
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_the_connection_closed(
+    served: tuple[str, subprocess.Popen[str]],
+) -> None:
+    """Decision 0189: h11 framed such a body by Transfer-Encoding and served what followed
+    the chunked body as a second request, one a proxy framing by Content-Length would have
+    passed as body (request smuggling). Now: one 400 problem, then the connection closes."""
+    base, proc = served
+    smuggled = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = b"0\r\n\r\n" + smuggled
+    head = (
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(body)
+    )
+    answer = _raw(base, head + body)
+    assert _status(answer) == 400, answer[:300]
+    assert b"application/problem+json" in answer
+    assert b"ambiguous-framing" in answer
+    assert b"connection: close" in answer.lower()
+    assert answer.count(b"HTTP/1.1 ") == 1, answer  # the smuggled request got no answer
+    # either header alone is fine, and the server is still there
+    chunked = b"GET /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    assert _status(_raw(base, chunked + b"Connection: close\r\n\r\n0\r\n\r\n")) == 200
+    assert httpx2.get(f"{base}/livez").status_code == 200
+    assert proc.poll() is None
