@@ -246,7 +246,13 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "environment": "test",
         "database_url": database_url,
         # cheap hashing in tests only; production parameters are the settings' defaults
-        "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
+        # and at nice 0: at nice 19 a sign-in waits behind every busy test worker for its turn
+        "auth": {
+            "argon2_time_cost": 1,
+            "argon2_memory_kib": 1024,
+            "argon2_parallelism": 1,
+            "hashing_nice": 0,
+        },
         "database": {"pool_size": 20, "max_overflow": 10, "pool_timeout_seconds": 30},
         # a test signs in dozens of times a minute from one address; rate-limit tests set
         # their own tight policies (the defaults are for real clients)

@@ -38,6 +38,7 @@ def cli_env(database_url: str, **extra: str) -> dict[str, str]:
         STOREFRONT_AUTH__ARGON2_TIME_COST="1",
         STOREFRONT_AUTH__ARGON2_MEMORY_KIB="1024",
         STOREFRONT_AUTH__ARGON2_PARALLELISM="1",
+        STOREFRONT_AUTH__HASHING_NICE="0",  # as make_settings: no wait behind busy workers
         # tests poll /readyz and /healthz several times a second while they wait
         STOREFRONT_PROTECTION__OPERATIONS_RATE="100000/minute",
         **extra,
