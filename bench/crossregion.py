@@ -1,6 +1,6 @@
 """Cross-region failover, simulated on loopback: an asynchronous replica in a "second region"
 is promoted after the primary's region is lost, and the acknowledged writes it lacks are
-counted (issue 19, docs/scaling.md#cross-region, decision 0198). `make crossregion-drill`.
+counted (docs/scaling.md#cross-region, decision 0198). `make crossregion-drill`.
 
 What it builds (PostgreSQL 15, scratch clusters of its own under a temporary directory, run
 as the ``postgres`` user when started as root; ports ``--port-base`` .. +2, 5480-5482 by

@@ -1,6 +1,6 @@
 """Benchmark: memory of a streaming order export, side by side with a buffered one.
 
-Target (issue 5): the server's RSS grows by less than 50 MB while it exports 1,000,000 orders.
+Target: the server's RSS grows by less than 50 MB while it exports 1,000,000 orders.
 
 What it does, on the local PostgreSQL (STOREFRONT_BENCH_POSTGRES_URL, default the trust-auth
 server on 127.0.0.1) in a database of its own that it drops afterwards:

@@ -69,7 +69,7 @@ CONFIG_CASES = {
         "STOREFRONT_PRIVACY__MASTER_KEYS",
     ),
     "nested-group-not-json": ({"STOREFRONT_DATABASE": "{oops"}, "STOREFRONT_DATABASE"),
-    # found closing issue 11: these two started `serve` into a traceback (redis-py's and the
+    # found in review: these two started `serve` into a traceback (redis-py's and the
     # broker factory's ValueError inside the lifespan), and every other command ignored them
     "redis-url-not-a-url": ({"STOREFRONT_REDIS_URL": "notaurl"}, "STOREFRONT_REDIS_URL"),
     "broker-url-scheme": ({"STOREFRONT_BROKER_URL": "ftp://u:p@mq/"}, "STOREFRONT_BROKER_URL"),

@@ -1,7 +1,7 @@
 """A dependency that is away answers GraphQL operations as REST (decision 0110): the error
 code ``unavailable`` (status 503, ``retry_after``), no traceback in the log and nothing
 sent to Sentry. GraphQL answered ``internal-error`` and logged a traceback per request while
-the database was unmigrated or its pool exhausted (issue 11 item 16, at the GraphQL edge)."""
+the database was unmigrated or its pool exhausted (at the GraphQL edge)."""
 
 from __future__ import annotations
 

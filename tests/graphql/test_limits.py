@@ -123,7 +123,7 @@ async def test_a_costly_operation_spends_the_rate_limit_by_its_cost(api: Api) ->
 @pytest.mark.parametrize(
     "body",
     [
-        # found closing issue 11: Python's json parser recursed past its limit (500, a
+        # found in review: Python's json parser recursed past its limit (500, a
         # traceback per request) and took NaN, which the REST guard refuses (decision 0097)
         b'{"query": "{ __typename }", "variables": {"x": ' + b"[" * 3000 + b"]" * 3000 + b"}}",
         b'{"query": "{ __typename }", "variables": {"x": NaN, "y": '

@@ -1,7 +1,7 @@
 """Text the database cannot store is refused at the GraphQL edge too (decision 0095): NUL or
 a lone surrogate anywhere in an operation's variables or string literals is a
 ``validation-error`` (422) before anything runs. ``products(q: "a\\u0000b")`` reached
-PostgreSQL and came back as an internal error (issue 11 item 12, through GraphQL)."""
+PostgreSQL and came back as an internal error (through GraphQL)."""
 
 from __future__ import annotations
 

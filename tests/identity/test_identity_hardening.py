@@ -286,7 +286,7 @@ def _repeated_field(email: str) -> dict[str, Any]:
 
 def _msgpack(email: str) -> dict[str, Any]:
     # the API takes MessagePack wherever it takes JSON (web/msgpack_bodies.py); the budget
-    # read the body as JSON, found no account and charged none (found closing issue 11)
+    # read the body as JSON, found no account and charged none
     body = msgpack.packb({"email": email, "password": "wrong-password-1"})
     return {"content": body, "headers": {"Content-Type": "application/msgpack"}}
 

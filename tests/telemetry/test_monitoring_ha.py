@@ -1,4 +1,4 @@
-"""The availability monitoring under deploy/monitoring/ (issue 19): the SLO panel plots the
+"""The availability monitoring under deploy/monitoring/: the SLO panel plots the
 burn-rate windows and factors the alerts use, every alert has its runbook entry and a firing
 and a silent promtool case, and the loopback cluster's Prometheus configuration is valid."""
 

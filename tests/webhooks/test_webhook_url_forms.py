@@ -50,7 +50,7 @@ REFUSED_HOSTS = [
     "256.0.0.1",
     "foo.0x10",
     "%31%32%37.0.0.1",  # percent-encoded: not a host name
-    "hooks.example.com:0",  # port 0: nothing can be called there (accepted until issue 11 closed)
+    "hooks.example.com:0",  # port 0: nothing can be called there (once accepted)
 ]
 
 

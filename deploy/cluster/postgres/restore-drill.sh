@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The backup and restore drill (issue 19, item 3), against the running Patroni cluster (up.sh):
+# The backup and restore drill, against the running Patroni cluster (up.sh):
 #
 #  1. a fresh `storefront_drill` database, migrated and written through :5450 by the app's
 #     own code (seed, then customers registered and orders placed: addresses sealed with each

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The loopback PostgreSQL tier of the production-shaped cluster (issue 19): a Patroni-managed
+# The loopback PostgreSQL tier of the production-shaped cluster: a Patroni-managed
 # PostgreSQL 15 pair with synchronous replication, Patroni's Raft DCS with a witness (so that
 # losing one data node leaves a quorum of two), HAProxy in front (127.0.0.1:5450 the primary,
 # :5451 the replica), WAL archiving and a full backup with pgBackRest, and the storefront

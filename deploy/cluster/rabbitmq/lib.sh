@@ -1,4 +1,4 @@
-# Shared by the RabbitMQ tier's scripts (sourced). ports.md of issue 19: rabbit-a@localhost,
+# Shared by the RabbitMQ tier's scripts (sourced). Ports: rabbit-a@localhost,
 # rabbit-b@localhost, rabbit-c@localhost on AMQP :5681-:5683, distribution :25681-:25683.
 # This machine's own RabbitMQ (:5672, node "rabbit") is never touched; the nodes share its
 # epmd (:4369), which tells nodes apart by name.

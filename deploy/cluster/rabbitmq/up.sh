@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The loopback RabbitMQ tier of the production-shaped cluster (issue 19): three nodes
+# The loopback RabbitMQ tier of the production-shaped cluster: three nodes
 # (rabbit-a/b/c@localhost, AMQP :5681-:5683) clustered with join_cluster, one Erlang cookie,
 # quorum queues as the default queue type of the virtual host the app uses. Idempotent: starts
 # the nodes that are not running (a node that was a member rejoins by itself) and joins a fresh

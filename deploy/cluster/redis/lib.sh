@@ -1,4 +1,4 @@
-# Shared by the Redis tier's scripts (sourced): ports, paths, helpers. ports.md of issue 19:
+# Shared by the Redis tier's scripts (sourced): ports, paths, helpers. Ports:
 # master :6381, replica :6382, sentinels :26381-:26383, master name "storefront".
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CLUSTER_DIR=${STOREFRONT_CLUSTER_DIR:-$(cd "$here/../../.." && pwd)/.cluster}

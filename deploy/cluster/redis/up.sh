@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The loopback Redis tier of the production-shaped cluster (issue 19): a master (:6381), its
+# The loopback Redis tier of the production-shaped cluster: a master (:6381), its
 # replica (:6382) and three sentinels (:26381-:26383) watching them as "storefront" with a
 # quorum of two. Idempotent: starts what is not running. A server that comes back while
 # another is the master (after a failover) rejoins as its replica, never as a second master.
