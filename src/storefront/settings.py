@@ -40,6 +40,10 @@ class DatabaseSettings(BaseModel):
     pool_size: int = Field(default=10, ge=1, le=200)
     max_overflow: int = Field(default=5, ge=0, le=200)
     pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    # opening one connection (TCP, startup, authentication), end to end: past it the request
+    # is a 503 with Retry-After; with pool_timeout_seconds, the longest a request waits for a
+    # connection while no database answers (decision 0195)
+    connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     pool_recycle_seconds: int = Field(default=1800, ge=-1)
     # off: a connection the server closed is replaced at checkout without a round trip
     # (kit/db.py); on adds three round trips (BEGIN, ping, ROLLBACK) to every checkout

@@ -52,6 +52,7 @@ def _own_engine(engine: AsyncEngine, settings: Settings) -> AsyncEngine:
         pool_size=EVENTS_POOL_SIZE,
         max_overflow=0,
         pool_timeout=settings.database.pool_timeout_seconds,
+        connect_timeout=settings.database.connect_timeout_seconds,
         statement_timeout_ms=settings.database.statement_timeout_ms,
         application_name="storefront-events",
     )

@@ -110,6 +110,10 @@ def _ensure_sqlite_dir(url: URL) -> None:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+# how long opening one PostgreSQL connection may take, end to end (decision 0195)
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
+
+
 def create_engine(
     database_url: str,
     *,
@@ -121,6 +125,7 @@ def create_engine(
     statement_timeout_ms: int = 0,
     echo: bool = False,
     application_name: str = "storefront",
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
 ) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -136,7 +141,10 @@ def create_engine(
     server_settings = {"application_name": application_name}
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
-    connect_args: dict[str, Any] = {"server_settings": server_settings}
+    # the whole connect (TCP, TLS, startup, authentication) within ``connect_timeout``:
+    # asyncpg's own default is 60 s, and an address that accepts but never answers (HAProxy
+    # while no primary is up, a host gone without a reset) held each request that long
+    connect_args: dict[str, Any] = {"server_settings": server_settings, "timeout": connect_timeout}
     if url.query.get("prepared_statement_cache_size") == "0":
         # PgBouncer in transaction mode (docs/replica.md): each transaction may run on another
         # server connection, so no statement is cached per connection, and the ones asyncpg
