@@ -6,6 +6,11 @@ transaction as the work itself, so "acknowledged" and "recorded" can never disag
 both commit or neither does. A failed attempt releases the key so the client may retry it.
 A reservation whose holder died is taken over after ``lock_timeout``; the completion is
 guarded by the reservation's lock token, so a slow original can never commit a second result.
+
+Work that commits its effects before its answer is recorded (a payment: its row before the
+provider is called, its settlement after) runs with ``run_attempt``: the record's id is its
+attempt id, and its ``Outcomes`` say what that attempt left behind, so a retry gets the
+attempt's outcome even when the answer was lost with the connection (decision 0191).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
 import orjson
@@ -165,6 +170,21 @@ class ResponseSealer:
         return self._aead.decrypt(nonce, stored[len(_SEALED) + 12 :], record_id.bytes)
 
 
+class Outcomes(Protocol):
+    """What an attempt (named by its key record's id) of work that commits before its
+    answer is recorded left behind (decision 0191)."""
+
+    async def committed(self, attempt: uuid.UUID) -> bool:
+        """True when the attempt's effects are committed (its key must not be given up: a
+        retry would run the work again as a new operation)."""
+        ...
+
+    async def answer(self, attempt: uuid.UUID) -> StoredResponse | None:
+        """The attempt's final answer from its committed effects, or None while it has
+        none yet."""
+        ...
+
+
 class IdempotencyStore:
     def __init__(
         self, *, ttl: timedelta, lock_timeout: timedelta, sealer: ResponseSealer | None = None
@@ -184,23 +204,69 @@ class IdempotencyStore:
         work: Callable[[], Awaitable[StoredResponse]],
     ) -> StoredResponse:
         """Run ``work`` at most once per (owner, scope, key); replay its stored response."""
+
+        async def attempt(_: uuid.UUID) -> StoredResponse:
+            return await work()
+
+        return await self._run(session, owner, scope, key, payload, attempt, None)
+
+    async def run_attempt(
+        self,
+        session: AsyncSession,
+        *,
+        owner: str,
+        scope: str,
+        key: str,
+        payload: Any,
+        work: Callable[[uuid.UUID], Awaitable[StoredResponse]],
+        outcomes: Outcomes,
+    ) -> StoredResponse:
+        """``run`` for work that commits before its answer is recorded: ``work`` gets the
+        attempt id (the record's id; a retry that takes the key over gets the same one).
+        A failed attempt whose effects are committed keeps its key and hands it back at once
+        (the retry takes it over and answers from those effects) instead of releasing it;
+        a key still held answers from ``outcomes.answer`` when there is one, not 409."""
+        return await self._run(session, owner, scope, key, payload, work, outcomes)
+
+    async def _run(
+        self,
+        session: AsyncSession,
+        owner: str,
+        scope: str,
+        key: str,
+        payload: Any,
+        work: Callable[[uuid.UUID], Awaitable[StoredResponse]],
+        outcomes: Outcomes | None,
+    ) -> StoredResponse:
         fp = fingerprint(scope, payload)
-        outcome = await self._reserve(session, owner=owner, scope=scope, key=key, fp=fp)
+        outcome = await self._reserve(
+            session, owner=owner, scope=scope, key=key, fp=fp, outcomes=outcomes
+        )
         if isinstance(outcome, StoredResponse):
             return replace(outcome, replayed=True)
         try:
-            result = await work()
+            result = await work(outcome.record_id)
             await self._complete(session, outcome, result)
             await session.commit()
         except BaseException:
             with anyio.CancelScope(shield=True):  # release even when the client went away
                 await session.rollback()
-                await self._release(session, outcome)
+                if outcomes is not None and await outcomes.committed(outcome.record_id):
+                    await self._hand_back(session, outcome)
+                else:
+                    await self._release(session, outcome)
             raise
         return result
 
     async def _reserve(
-        self, session: AsyncSession, *, owner: str, scope: str, key: str, fp: str
+        self,
+        session: AsyncSession,
+        *,
+        owner: str,
+        scope: str,
+        key: str,
+        fp: str,
+        outcomes: Outcomes | None = None,
     ) -> StoredResponse | _Reservation:
         for _ in range(3):
             now = utcnow()
@@ -270,6 +336,13 @@ class IdempotencyStore:
                     return _Reservation(existing.id, token)
                 continue
             await session.commit()
+            if outcomes is not None:
+                # its holder may have lost its answer (and its connection) after its
+                # effects committed: answered from them when they are final
+                answer = await outcomes.answer(existing.id)
+                await session.commit()
+                if answer is not None:
+                    return answer
             raise IdempotencyInFlight(
                 "A request with this Idempotency-Key is still in progress; retry shortly.",
                 headers={"Retry-After": "1"},
@@ -306,6 +379,20 @@ class IdempotencyStore:
                 IdempotencyRecord.lock_token == reservation.lock_token,
                 IdempotencyRecord.state == IN_FLIGHT,
             )
+        )
+        await session.commit()
+
+    async def _hand_back(self, session: AsyncSession, reservation: _Reservation) -> None:
+        """Keep the reservation, but as one whose holder died: the next request with the
+        key takes it over at once, with the same attempt id."""
+        await session.execute(
+            update(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.id == reservation.record_id,
+                IdempotencyRecord.lock_token == reservation.lock_token,
+                IdempotencyRecord.state == IN_FLIGHT,
+            )
+            .values(locked_at=utcnow() - self.lock_timeout)
         )
         await session.commit()
 

@@ -18,8 +18,9 @@ from storefront.idempotency import StoredResponse
 from storefront.orders.graphql import Order, checked_key, order_viewer
 from storefront.orders.service import OrderViewer
 from storefront.payments.models import Payment as PaymentRow
+from storefront.payments.routes import payment_answer
 from storefront.payments.schemas import PaymentIn, PaymentOut
-from storefront.payments.service import PaymentService
+from storefront.payments.service import PaymentAttempts, PaymentService
 from storefront.web.graphql import GraphQLContext, MoneyValue
 from storefront.web.paths import API_PREFIX
 
@@ -93,27 +94,24 @@ async def _pay(
 ) -> Payment:
     viewer = await order_viewer(context, session, shop_id)
 
-    async def pay() -> StoredResponse:
-        payment = await PaymentService.of(session, shop_id, context.resources).pay(
-            viewer, order_id, body.payment_method
-        )
-        return StoredResponse(
-            201,
-            PaymentOut.model_validate(payment).model_dump_json().encode(),
-            {
-                "Location": f"{API_PREFIX}/shops/{shop_id}/orders/{order_id}/payments",
-                "Cache-Control": "no-store",
-            },
-        )
+    payments = PaymentService.of(session, shop_id, context.resources)
 
-    # the REST route's scope: one key names one payment whichever interface retries it
-    stored = await context.resources.idempotency.run(
+    def respond(payment: PaymentRow) -> StoredResponse:
+        return payment_answer(shop_id, payment)
+
+    async def pay(attempt: uuid.UUID) -> StoredResponse:
+        return respond(await payments.pay(viewer, order_id, body.payment_method, attempt=attempt))
+
+    # the REST route's scope and answer: one key names one payment whichever interface
+    # retries it
+    stored = await context.resources.idempotency.run_attempt(
         session,
         owner=str(viewer.principal.user_id),
         scope=f"POST {API_PREFIX}/shops/{shop_id}/orders/{order_id}/payments",
         key=key,
         payload=body.model_dump(mode="json"),
         work=pay,
+        outcomes=PaymentAttempts(payments, order_id, respond),
     )
     return Payment.of(PaymentOut.model_validate_json(stored.body))
 

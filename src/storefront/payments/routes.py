@@ -18,8 +18,9 @@ from storefront.orders.schemas import OrderOut
 from storefront.orders.serialise import orders_out
 from storefront.payments import webhooks
 from storefront.payments.auth import OrderCanceller, OrderPayer, PaymentsReader
+from storefront.payments.models import Payment
 from storefront.payments.schemas import PaymentIn, PaymentOut
-from storefront.payments.service import PaymentService
+from storefront.payments.service import PaymentAttempts, PaymentService
 from storefront.web.deps import ResourcesDep, SessionDep
 from storefront.web.idempotency import require_key, stored_response
 from storefront.web.paths import API_PREFIX
@@ -58,29 +59,36 @@ async def pay_order(
     key: Annotated[str, Depends(require_key)],
 ) -> Response:
     shop_id = viewer.shop_id
+    payments = PaymentService.of(session, shop_id, resources)
 
-    async def pay() -> StoredResponse:
-        payment = await PaymentService.of(session, shop_id, resources).pay(
-            viewer, order_id, body.payment_method
-        )
-        return StoredResponse(
-            status.HTTP_201_CREATED,
-            PaymentOut.model_validate(payment).model_dump_json().encode(),
-            {
-                "Location": f"{API_PREFIX}/shops/{shop_id}/orders/{order_id}/payments",
-                "Cache-Control": "no-store",
-            },
-        )
+    def respond(payment: Payment) -> StoredResponse:
+        return payment_answer(shop_id, payment)
 
-    stored = await resources.idempotency.run(
+    async def pay(attempt: uuid.UUID) -> StoredResponse:
+        return respond(await payments.pay(viewer, order_id, body.payment_method, attempt=attempt))
+
+    stored = await resources.idempotency.run_attempt(
         session,
         owner=str(principal.user_id),
         scope=f"POST {API_PREFIX}/shops/{shop_id}/orders/{order_id}/payments",
         key=key,
         payload=body.model_dump(mode="json"),
         work=pay,
+        outcomes=PaymentAttempts(payments, order_id, respond),
     )
     return stored_response(stored)
+
+
+def payment_answer(shop_id: uuid.UUID, payment: Payment) -> StoredResponse:
+    """v1's answer to a payment (REST and GraphQL's ``payOrder`` share its key scope)."""
+    return StoredResponse(
+        status.HTTP_201_CREATED,
+        PaymentOut.model_validate(payment).model_dump_json().encode(),
+        {
+            "Location": f"{API_PREFIX}/shops/{shop_id}/orders/{payment.order_id}/payments",
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.get(

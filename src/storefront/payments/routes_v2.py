@@ -26,8 +26,9 @@ from storefront.orders.schemas import OrderIn
 from storefront.orders.sealing import open_addresses
 from storefront.orders.service import OrderService, OrderViewer
 from storefront.payments.auth import OrderCanceller, OrderPayer, PaymentsReader
+from storefront.payments.models import Payment
 from storefront.payments.schemas import PaymentIn
-from storefront.payments.service import PaymentService
+from storefront.payments.service import PaymentAttempts, PaymentService
 from storefront.web.deps import ResourcesDep, SessionDep, read_after
 from storefront.web.hal import (
     HAL_JSON,
@@ -464,24 +465,26 @@ async def pay_order(
     media_type: Accepted,
 ) -> Response:
     shop_id = viewer.shop_id
+    payments = PaymentService.of(session, shop_id, resources)
 
-    async def pay() -> StoredResponse:
-        payment = await PaymentService.of(session, shop_id, resources).pay(
-            viewer, order_id, body.payment_method
-        )
+    def respond(payment: Payment) -> StoredResponse:
         return StoredResponse(
             status.HTTP_201_CREATED,
             encode(payment_resource(shop_id, payment)),
             {"Location": v2(f"{order_path(shop_id, order_id)}/payments/{payment.id}"), **PERSONAL},
         )
 
-    stored = await resources.idempotency.run(
+    async def pay(attempt: uuid.UUID) -> StoredResponse:
+        return respond(await payments.pay(viewer, order_id, body.payment_method, attempt=attempt))
+
+    stored = await resources.idempotency.run_attempt(
         session,
         owner=str(principal.user_id),
         scope=f"POST {API_V2_PREFIX}{order_path(shop_id, order_id)}/payments",
         key=key,
         payload=body.model_dump(mode="json"),
         work=pay,
+        outcomes=PaymentAttempts(payments, order_id, respond),
     )
     return _stored(stored, media_type)
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import anyio
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from storefront.auditlog import record
 from storefront.events import EventType
 from storefront.events import record as record_event
+from storefront.idempotency import StoredResponse
 from storefront.infra.discovery import ServiceUnresolvable
 from storefront.kit.db import new_id, utcnow
 from storefront.kit.errors import InvalidTransition, NotFound
@@ -53,6 +56,8 @@ from storefront.settings import PaymentsSettings
 logger = logging.getLogger("storefront.payments")
 
 PROCESSING = (PaymentStatus.processing,)
+# a payment that took the money (it may have been given back since): the answer of its key
+CHARGED = (PaymentStatus.succeeded, PaymentStatus.refunded)
 # a late success may still settle a payment written off as failed (the provider charged it
 # after all); it is then kept or refunded, never lost
 UNSETTLED = (PaymentStatus.processing, PaymentStatus.failed)
@@ -156,12 +161,35 @@ class PaymentService:
 
     # --- paying --------------------------------------------------------------------------
 
-    async def pay(self, viewer: OrderViewer, order_id: uuid.UUID, payment_method: str) -> Payment:
+    async def pay(
+        self,
+        viewer: OrderViewer,
+        order_id: uuid.UUID,
+        payment_method: str,
+        *,
+        attempt: uuid.UUID | None = None,
+    ) -> Payment:
+        """Pay ``order_id``. ``attempt``: the Idempotency-Key's attempt id, which is the id
+        of the first payment made under the key (decision 0191): when that payment exists
+        (an earlier try of this key whose answer was lost), it is the answer, settled from
+        the provider first if its outcome is unknown; only if it charged nothing is a new
+        payment made."""
         provider = self._provider()
         order = await self._order(viewer, order_id)
         if order.customer_id != viewer.principal.user_id:
             # staff may see the order, but only its customer pays it
             raise NotFound("No such order.")
+        payment_id = attempt or new_id()
+        earlier = None if attempt is None else await self.attempted(attempt, order_id)
+        if earlier is not None:
+            if earlier.status is PaymentStatus.processing:
+                # settled from the provider first, under its lease as any uncertain
+                # payment (the lost try gave it back once its call was over)
+                earlier = await self.resume(earlier, now=utcnow())
+            if earlier.status in CHARGED:
+                return earlier
+            payment_id = new_id()  # it charged nothing: a new payment, under the same key
+            order = await self._order(viewer, order_id)
         live = await self.repo.live_for_order(order_id)
         if live is not None and live.status is PaymentStatus.processing:
             # an earlier attempt whose outcome we do not know: settled from the provider
@@ -177,7 +205,7 @@ class PaymentService:
             )
         now = utcnow()
         payment = Payment(
-            id=new_id(),
+            id=payment_id,
             shop_id=self.shop_id,
             order_id=order_id,
             status=PaymentStatus.processing,
@@ -255,7 +283,26 @@ class PaymentService:
                 headers={"Retry-After": str(int(self.settings.claim_seconds))},
                 extra={"payment_id": str(payment.id)},
             ) from exc
-        return await self.settle(payment, intent)
+        try:
+            return await self.settle(payment, intent)
+        except BaseException:
+            # the provider answered and the settlement was lost (the connection died): no
+            # call of this payment is on its way any more, so its lease is given back when
+            # the database lets us, and the retry of this key settles it at once
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.session.rollback()  # (expires ``payment``: its id kept)
+                    await self.repo.release(payment_id)
+                    await self.session.commit()
+                except Exception:  # noqa: BLE001 - the settlement's error is the answer
+                    logger.warning("payment %s: its lease could not be given back", payment_id)
+            raise
+
+    async def attempted(self, attempt: uuid.UUID, order_id: uuid.UUID) -> Payment | None:
+        """The payment an Idempotency-Key's attempt made for ``order_id`` (its id is the
+        attempt id), as committed now."""
+        payment = await self.repo.get(attempt, fresh=True)
+        return payment if payment is not None and payment.order_id == order_id else None
 
     async def _fail(self, payment: Payment, code: str, *, result: str) -> None:
         if await self.repo.settle(
@@ -473,3 +520,25 @@ class PaymentService:
         # (a failed cancellation leaves a paid order without a live payment; cancelling it
         # again refunds nothing)
         await self.session.commit()
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAttempts:
+    """What a keyed payment attempt left behind, for the idempotency store (decision 0191):
+    the attempt's payment is the one whose id is the attempt id. ``respond``: the route's
+    answer for a payment (v1's JSON, v2's HAL document)."""
+
+    service: PaymentService
+    order_id: uuid.UUID
+    respond: Callable[[Payment], StoredResponse]
+
+    async def committed(self, attempt: uuid.UUID) -> bool:
+        # a failed one charged nothing: the key is released and a retry pays anew
+        payment = await self.service.attempted(attempt, self.order_id)
+        return payment is not None and payment.status is not PaymentStatus.failed
+
+    async def answer(self, attempt: uuid.UUID) -> StoredResponse | None:
+        payment = await self.service.attempted(attempt, self.order_id)
+        if payment is None or payment.status not in CHARGED:
+            return None
+        return self.respond(payment)
