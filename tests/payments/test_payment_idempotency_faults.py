@@ -87,12 +87,13 @@ async def test_a_retry_after_the_answer_was_lost_at_completion_gets_the_payment(
     assert [p.id for p in await payments_in_db(resources, world.order["id"])] == [paid.id]
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
 async def test_a_retry_while_the_lost_attempt_still_holds_the_key_gets_the_payment(
-    api: Api, world: World, resources: Resources, localstripe: LocalStripe
+    api: Api, world: World, resources: Resources, localstripe: LocalStripe, version: str
 ) -> None:
     """The database was still away when the attempt tried to give its key back, so the key
     is still in flight: the retry is answered from the payment at once, not 409."""
-    key, url = str(uuid.uuid4()), _url("v1", world)
+    key, url = str(uuid.uuid4()), _url(version, world)
     # the next statement after the completion's, whatever it is (the release, or whatever
     # decides how to give the key up) is killed too
     await _first_answer_lost(api, world, resources, url, key, COMPLETION, ANY)
