@@ -15,6 +15,7 @@ from storefront.auditlog.log import newest_first
 from storefront.auditlog.models import AuditEvent
 from storefront.web.deps import SessionDep
 from storefront.web.hal import (
+    CURIES,
     SHOP,
     Accepted,
     HalOut,
@@ -28,11 +29,9 @@ from storefront.web.hal import (
     timestamp,
     v2,
 )
-from storefront.web.responses import NO_STORE
+from storefront.web.responses import PERSONAL
 
 router = APIRouter(tags=["audit (v2)"])
-PERSONAL = {"Cache-Control": NO_STORE}
-CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
 SHOP_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 ENTRY_EXAMPLE = {
     "seq": 42,

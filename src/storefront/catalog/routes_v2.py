@@ -39,6 +39,7 @@ from storefront.web.deps import ReadSessionDep, ResourcesDep, SessionDep
 from storefront.web.hal import (
     ARCHIVE,
     BULK,
+    CURIES,
     EDIT,
     OFFERS,
     PRODUCTS,
@@ -129,7 +130,6 @@ def any_product_tag(product: Any) -> list[str]:
     return [tag for staff in (True, False) for tag in product_tags(product, staff=staff).values()]
 
 
-CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
 SHOP_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 PRODUCT_ID = "0190a1b2-c3d4-7e5f-8a9b-0000000000a1"
 PRODUCT_URL = f"/api/v2/shops/{SHOP_ID}/products/{PRODUCT_ID}"

@@ -33,6 +33,7 @@ from storefront.web.deps import ReadSessionDep, ResourcesDep, SessionDep
 from storefront.web.hal import (
     ADMIN_AUDIT,
     CONSENTS,
+    CURIES,
     ERASE,
     EXPORTS,
     LOGIN,
@@ -61,15 +62,13 @@ from storefront.web.hal import (
     v2,
 )
 from storefront.web.paths import API_PREFIX
-from storefront.web.responses import NO_STORE
+from storefront.web.responses import PERSONAL
 from storefront.web.route_policy import route_policy
 
 router = APIRouter(tags=["account (v2)"])
 # the entry point's path is the prefix itself: included by the app with the prefix
 root_router = APIRouter(tags=["account (v2)"])
-PERSONAL = {"Cache-Control": NO_STORE}
 ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
-CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
 
 
 def _auth(path: str) -> str:

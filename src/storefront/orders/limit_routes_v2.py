@@ -16,6 +16,7 @@ from storefront.settings import OrdersSettings
 from storefront.shops.service import ShopService
 from storefront.web.deps import ResourcesDep, SessionDep
 from storefront.web.hal import (
+    CURIES,
     EDIT,
     SHOP,
     Accepted,
@@ -29,11 +30,9 @@ from storefront.web.hal import (
     resource,
     v2,
 )
-from storefront.web.responses import NO_STORE
+from storefront.web.responses import PERSONAL
 
 router = APIRouter(tags=["shops (v2)"])
-PERSONAL = {"Cache-Control": NO_STORE}
-CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
 SHOP_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 LIMITS_EXAMPLE = {
     "_links": {

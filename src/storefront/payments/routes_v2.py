@@ -31,6 +31,7 @@ from storefront.payments.schemas import PaymentIn
 from storefront.payments.service import PaymentAttempts, PaymentService
 from storefront.web.deps import ResourcesDep, SessionDep, read_after
 from storefront.web.hal import (
+    CURIES,
     HAL_JSON,
     OFFERS,
     ORDER,
@@ -56,14 +57,13 @@ from storefront.web.hal import (
 )
 from storefront.web.idempotency import require_key
 from storefront.web.paths import API_V2_PREFIX
-from storefront.web.responses import NO_STORE
+from storefront.web.responses import NO_STORE, PERSONAL
 from storefront.web.route_policy import route_policy
 from storefront.web.streaming import ClosingStreamingResponse
 
 router = APIRouter(tags=["orders (v2)"])
 # a collection: its documents, and v1's streamed exports
 LIST_OFFERS = (*OFFERS, EXPORT_NDJSON, EXPORT_CSV)
-PERSONAL = {"Cache-Control": NO_STORE}
 
 
 class PaymentV2(HalOut):
@@ -112,7 +112,6 @@ class PaymentListV2(HalOut):
     embedded: dict[str, list[PaymentV2]] = Field(alias="_embedded")
 
 
-CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
 SHOP_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 ORDER_ID = "0190a1b2-c3d4-7e5f-8a9b-0000000000c1"
 PAYMENT_ID = "0190a1b2-c3d4-7e5f-8a9b-0000000000d1"

@@ -27,6 +27,7 @@ from storefront.privacy.schemas import ConsentsIn, ConsentsOut
 from storefront.privacy.service import ErasureService, ExportService, effective_status
 from storefront.web.deps import ResourcesDep, SessionDep
 from storefront.web.hal import (
+    CURIES,
     DOWNLOAD,
     ME,
     Accepted,
@@ -41,13 +42,11 @@ from storefront.web.hal import (
     timestamp,
     v2,
 )
-from storefront.web.responses import NO_STORE
+from storefront.web.responses import PERSONAL
 from storefront.web.route_policy import route_policy
 
 router = APIRouter(tags=["privacy (v2)"])
-PERSONAL = {"Cache-Control": NO_STORE}
 ARCHIVE = "application/json"
-CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
 EXPORT_ID = "0190a1b2-c3d4-7e5f-8a9b-0000000000e1"
 EXPORT_URL = f"/api/v2/users/me/exports/{EXPORT_ID}"
 

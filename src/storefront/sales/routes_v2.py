@@ -16,6 +16,7 @@ from storefront.sales.routes import DEFAULT_DAYS
 from storefront.sales.service import SalesService
 from storefront.web.deps import ReadSessionDep
 from storefront.web.hal import (
+    CURIES,
     SHOP,
     Accepted,
     HalOut,
@@ -31,7 +32,6 @@ from storefront.web.hal import (
 from storefront.web.responses import NO_STORE
 
 router = APIRouter(tags=["sales (v2)"])
-CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
 SHOP_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 
 

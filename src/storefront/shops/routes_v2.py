@@ -24,6 +24,7 @@ from storefront.web.hal import (
     AUDIT,
     BULK,
     CATALOG_SUMMARY,
+    CURIES,
     DELETE,
     MEMBER,
     OPEN_SHOP,
@@ -73,7 +74,6 @@ class MemberV2(HalOut):
     created_at: str
 
 
-CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
 SHOP_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 USER_ID = "0190a1b2-c3d4-7e5f-8a9b-000000000001"
 SHOP_EXAMPLE = {

@@ -8,6 +8,8 @@ from fastapi import Response
 from pydantic import BaseModel
 
 NO_STORE = "no-store"
+# the headers of an answer about its caller alone: no cache keeps it
+PERSONAL = {"Cache-Control": NO_STORE}
 
 
 def no_store(response: Response) -> None:

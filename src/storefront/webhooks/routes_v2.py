@@ -11,6 +11,7 @@ from pydantic import Field
 
 from storefront.web.deps import ResourcesDep, SessionDep
 from storefront.web.hal import (
+    CURIES,
     DELETE,
     SHOP,
     Accepted,
@@ -25,14 +26,12 @@ from storefront.web.hal import (
     timestamp,
     v2,
 )
-from storefront.web.responses import NO_STORE
+from storefront.web.responses import PERSONAL
 from storefront.webhooks.auth import WebhookManager
 from storefront.webhooks.schemas import WebhookIn
 from storefront.webhooks.service import WebhookService
 
 router = APIRouter(tags=["webhooks (v2)"])
-PERSONAL = {"Cache-Control": NO_STORE}
-CURIES = [{"name": "sf", "href": "https://storefront.dev/rels/{rel}", "templated": True}]
 SHOP_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 ENDPOINT_ID = "0190a1b2-c3d4-7e5f-8a9b-0000000000b1"
 ENDPOINT_EXAMPLE = {
