@@ -846,6 +846,21 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _payment_lease_within_the_key_lock(self) -> Self:
+        # a retry whose key is still held answers from the payment once its lease is over
+        # (decision 0191): the key's lock must outlast the payment's lease, or a retry after
+        # a lost answer takes the key over while the first attempt may still be charging
+        lease = self.payments.claim_seconds
+        if self.idempotency.lock_timeout_seconds <= lease:
+            raise ValueError(
+                "STOREFRONT_IDEMPOTENCY__LOCK_TIMEOUT_SECONDS "
+                f"({self.idempotency.lock_timeout_seconds}) must exceed the payment lease "
+                f"({lease:g} s: twice STOREFRONT_PAYMENTS__TIMEOUT_SECONDS plus 5); raise it "
+                "or lower the payment timeout"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _metrics_port_is_not_the_api_port(self) -> Self:
         # the metrics listener binds first: the API then failed to bind and the process hung
         # on its metrics thread instead of exiting

@@ -448,3 +448,21 @@ def test_an_entry_that_is_not_an_origin_is_refused(
 def test_origins_as_browsers_send_them_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOREFRONT_CORS_ORIGINS", "https://app.example, http://localhost:5173,*")
     assert Settings().cors_origins == ["https://app.example", "http://localhost:5173", "*"]
+
+
+# --- the payment lease and the idempotency key's lock (decision 0191) ---------------------
+
+
+def test_a_key_lock_shorter_than_the_payment_lease_is_refused() -> None:
+    # the payment's lease is 2 x 40 + 5 = 85 s, past the key's default 60 s lock
+    with pytest.raises(ValidationError) as excinfo:
+        Settings(payments={"timeout_seconds": 40})
+    message = str(excinfo.value)
+    assert "STOREFRONT_IDEMPOTENCY__LOCK_TIMEOUT_SECONDS (60)" in message
+    assert "85 s" in message
+
+
+def test_a_key_lock_longer_than_the_payment_lease_is_accepted() -> None:
+    settings = Settings(payments={"timeout_seconds": 40}, idempotency={"lock_timeout_seconds": 90})
+    assert settings.idempotency.lock_timeout_seconds > settings.payments.claim_seconds
+    assert Settings().idempotency.lock_timeout_seconds > Settings().payments.claim_seconds
