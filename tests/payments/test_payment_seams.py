@@ -236,6 +236,8 @@ async def test_a_hung_provider_fills_the_bulkhead_and_the_extra_call_is_refused(
         backend,
         localstripe.settings(f"http://{proxy.address}", timeout_seconds=120),
         resilience=_resilience(max_concurrent=1, max_wait_seconds=0, failure_threshold=5),
+        # the key's lock outlasts the 245 s payment lease of a 120 s call, as settings require
+        idempotency={"lock_timeout_seconds": 300},
     )
     async with _serving(settings) as (api, resources):
         shop, [(first, first_order), (second, second_order)] = await _orders(api, 2)
