@@ -47,8 +47,11 @@ class Payment(TimestampMixin, Base):
         Index("ix_payments_order_id", "order_id"),
         PrimaryKeyConstraint("shop_id", "id"),  # revisions 0014-0016
         # money is never taken twice: one live (processing or succeeded) payment per order
+        # (shop_id first, as a table partitioned by shop requires: revisions 0017/0018; a
+        # payment's order is in its shop, so it is the same guarantee as on order_id alone)
         Index(
-            "uq_payments_order_id_live",
+            "uq_payments_shop_id_order_id_live",
+            "shop_id",
             "order_id",
             unique=True,
             postgresql_where=text(LIVE_WHERE),
@@ -61,7 +64,12 @@ class Payment(TimestampMixin, Base):
             postgresql_where=text("status = 'processing'"),
             sqlite_where=text("status = 'processing'"),
         ),
-        Index("uq_payments_provider_reference", "provider_reference", unique=True),
+        # a PaymentIntent id once per shop (the provider makes them unique anyway), and the
+        # provider webhook's lookup by it, which names no shop (revisions 0017/0018)
+        Index(
+            "uq_payments_shop_id_provider_reference", "shop_id", "provider_reference", unique=True
+        ),
+        Index("ix_payments_provider_reference", "provider_reference"),
         # the order by its shop key (revision 0015)
         ForeignKeyConstraint(
             ["shop_id", "order_id"],

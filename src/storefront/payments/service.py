@@ -223,7 +223,7 @@ class PaymentService:
         try:
             await self.session.flush()
         except IntegrityError:
-            # uq_payments_order_id_live: a concurrent attempt wrote its row first
+            # uq_payments_shop_id_order_id_live: a concurrent attempt wrote its row first
             await self.session.rollback()
             raise PaymentInProgress(
                 "Another payment of this order is in progress.",
