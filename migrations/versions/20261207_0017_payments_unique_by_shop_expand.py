@@ -52,8 +52,13 @@ def upgrade() -> None:
     set_timeouts()
     if op.get_bind().dialect.name != "postgresql":
         for name, (unique, columns, where) in INDEXES.items():
-            extra = {} if where is None else {"sqlite_where": sa.text(where)}
-            op.create_index(name, "payments", list(columns), unique=unique, **extra)
+            op.create_index(
+                name,
+                "payments",
+                list(columns),
+                unique=unique,
+                sqlite_where=None if where is None else sa.text(where),
+            )
         return
     with op.get_context().autocommit_block():
         op.execute(f"SET statement_timeout = '{BUILD_TIMEOUT}'")

@@ -57,8 +57,13 @@ def downgrade() -> None:
     set_timeouts()
     if op.get_bind().dialect.name != "postgresql":
         for name, (columns, where) in OLD.items():
-            extra = {} if where is None else {"sqlite_where": sa.text(where)}
-            op.create_index(name, "payments", list(columns), unique=True, **extra)
+            op.create_index(
+                name,
+                "payments",
+                list(columns),
+                unique=True,
+                sqlite_where=None if where is None else sa.text(where),
+            )
         return
     with op.get_context().autocommit_block():
         op.execute(f"SET statement_timeout = '{BUILD_TIMEOUT}'")
