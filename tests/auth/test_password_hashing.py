@@ -69,6 +69,30 @@ async def test_a_cancelled_caller_keeps_its_thread_until_the_hash_is_done() -> N
         hasher.close()
 
 
+async def test_a_hash_past_its_run_bound_is_refused_and_keeps_its_thread() -> None:
+    """A hash still running ``max_run_seconds`` after it got its thread is answered 503 with
+    Retry-After (a starved hash took 20-30 s after a database failover, past the client's
+    timeout); the hash itself cannot be stopped, so its thread stays taken until it ends."""
+    hasher = PasswordHasher(**SLOW, max_threads=1, max_waiting=0, max_run_seconds=0.01)
+    try:
+        with pytest.raises(PasswordHashingBusy) as refused:
+            # without the bound this would wait for the whole hash and return it
+            await hasher.hash("slow")
+        assert refused.value.status == 503
+        assert int(refused.value.headers["Retry-After"]) >= 1
+        assert hasher.running == 1, "the hash gave its thread back before it ended"
+        with pytest.raises(PasswordHashingBusy):
+            await hasher.hash("meanwhile")  # no second hash while the first still runs
+        await until(lambda: hasher.running == 0, "the refused hash ends and frees its thread")
+    finally:
+        hasher.close()
+    unbounded = PasswordHasher(**CHEAP, max_threads=1, max_waiting=0)
+    try:
+        assert (await unbounded.hash("no bound")).startswith("$argon2id$")
+    finally:
+        unbounded.close()
+
+
 async def test_a_waiter_is_admitted_when_a_thread_frees_up() -> None:
     hasher = PasswordHasher(**SLOW, max_threads=1, max_waiting=1, max_wait_seconds=60)
     try:

@@ -41,7 +41,15 @@ async def service(
         database_url,
         # at the default nice 19 a hash of this cost could take longer than the request
         # timeout on a CI machine whose test workers keep both cores busy (a 504 seen so)
-        auth={**SLOW_HASHING, "hashing_threads": 1, "hashing_queue": 0, "hashing_nice": 0, **auth},
+        # and a run bound far past any slow hash here, but for the test of that bound
+        auth={
+            **SLOW_HASHING,
+            "hashing_threads": 1,
+            "hashing_queue": 0,
+            "hashing_nice": 0,
+            "hashing_timeout_ms": 60_000,
+            **auth,
+        },
         rate_limit_enabled=False,  # the API rate limiter is not what is tested here
     )
     async with running_app(settings) as app:
@@ -116,6 +124,32 @@ async def test_sign_ins_past_the_hashing_capacity_are_refused_while_one_proceeds
         )
         assert listed.status_code == 200, listed.text
         assert len(listed.json()) == 1
+
+
+async def test_a_sign_in_whose_hash_runs_past_its_bound_is_refused_and_changes_nothing(
+    postgres_url: str,
+) -> None:
+    """Decision 0207: a hash still running hashing_timeout_ms after it started (cores busy
+    with other work after a failover) is a 503 with Retry-After, in time for the client to
+    retry, not a sign-in the client times out on; it counts no failure and starts no session."""
+    async with service(postgres_url, throttle_account_max_failures=1) as (client, resources):
+        email = await register(client)
+        # from now on every hash here outlasts its bound (a slow hash takes about a second)
+        resources.passwords.max_run_seconds = 0.1
+        before = refusals("verify")
+        # one failure would lock the account: the refused wrong password must not count
+        assert_busy(await login(client, email, "wrong-" + PASSWORD))
+        assert refusals("verify") == before + 1
+        await eventually(lambda: resources.passwords.running == 0, "the refused hash ended")
+        resources.passwords.max_run_seconds = None
+        client.cookies.clear()
+        r = await login(client, email)
+        assert r.status_code == 200, r.text
+        listed = await client.get(
+            SESSIONS, headers={"Authorization": f"Bearer {r.json()['access_token']}"}
+        )
+        assert listed.status_code == 200, listed.text
+        assert len(listed.json()) == 1  # the refused sign-in started none
 
 
 async def test_a_refused_sign_in_counts_no_failure_against_the_account(

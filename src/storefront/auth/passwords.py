@@ -12,7 +12,13 @@ argon2 is expensive by design, so a flood of sign-ins must not take the process 
 - at most ``max_threads`` hashes run at once; up to ``max_waiting`` more wait, each for at
   most ``max_wait_seconds``. Past either bound the hash is refused at once with
   :class:`PasswordHashingBusy` (503 + Retry-After): the caller has changed nothing yet,
-  so a refused sign-in counts no failure and starts no session.
+  so a refused sign-in counts no failure and starts no session;
+- a hash that has not finished ``max_run_seconds`` after it got its thread (None: no bound;
+  the settings' ``auth.hashing_timeout_ms``, 5 s, in the app) is refused the
+  same way (decision 0207): at the lower priority, on cores busy with other work, a hash
+  can take many times its usual time (20-30 s measured after a database failover), and the
+  client would time out not knowing whether its sign-in happened. The hash runs on and keeps
+  its thread until it ends (argon2 cannot be interrupted), so the threads stay the bound.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class PasswordHasher:
         max_threads: int = 4,
         max_waiting: int = 4,
         max_wait_seconds: float = 0.5,
+        max_run_seconds: float | None = None,
         nice: int = 19,
     ) -> None:
         self._hash = PasswordHash(
@@ -71,6 +78,8 @@ class PasswordHasher:
         self._admission = anyio.CapacityLimiter(max_threads)
         self._max_waiting = max_waiting
         self._max_wait = max_wait_seconds
+        # how long a hash may run once it has its thread (read at each hash; None: no bound)
+        self.max_run_seconds = max_run_seconds
         self._dummy: str | None = None
 
     @property
@@ -120,7 +129,12 @@ class PasswordHasher:
             admission.release_on_behalf_of(slot)
 
         future.add_done_callback(done)
-        return await asyncio.shield(future)
+        try:
+            with anyio.fail_after(self.max_run_seconds):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            # the outcome is dropped: nothing was decided on this password
+            self._refuse(operation)
 
     async def hash(self, password: str) -> str:
         return await self._run("hash", self._hash.hash, password)

@@ -146,6 +146,7 @@ async def open_resources(
             max_threads=auth.hashing_threads,
             max_waiting=auth.hashing_queue,
             max_wait_seconds=auth.hashing_wait_ms / 1000,
+            max_run_seconds=auth.hashing_timeout_ms / 1000,
             nice=auth.hashing_nice,
         )
         stack.callback(passwords.close)
