@@ -1,8 +1,8 @@
 """Test harness: every API test runs on SQLite and on real PostgreSQL.
 
 Each pytest-xdist worker gets its own databases (a SQLite file and a PostgreSQL database),
-built once by running the Alembic migrations (never ``create_all``), and every test leaves
-them empty again (tables truncated), so tests are isolated and parallel-safe.
+copies of templates the Alembic migrations (never ``create_all``) built once per run, and every
+test leaves them empty again (rows deleted), so tests are isolated and parallel-safe.
 
 The PostgreSQL variant of the shared ``settings`` fixture runs with production-like hardening
 (a CORS allow-list, explicit personal-data keys: ``hardened_overrides``), so a setting cannot
@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
 import os
 import shutil
+import sqlite3
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -109,12 +113,92 @@ def worker_id_safe(request: pytest.FixtureRequest) -> str:
     return f"{worker}_{uuid.uuid4().hex[:8]}"
 
 
+# Migrating a database from nothing costs seconds per backend (five to ten on a busy two-core
+# machine), and every worker needs one of each, as do the tests that want a migrated database
+# of their own. The migrations run once per test run instead, into a template of each backend
+# (the first process to need one builds it under a lock, the others wait for it); workers and
+# tests get copies: SQLite's file copied with the backup API, PostgreSQL's database cloned by
+# CREATE DATABASE ... TEMPLATE. The controlling process drops them when the run ends.
+# the process that starts the run names it; its xdist workers inherit the name
+RUN_ID_VARIABLE = "TESTS_STOREFRONT_RUN_ID"
+OWNS_THE_RUN = RUN_ID_VARIABLE not in os.environ
+RUN_ID = os.environ.setdefault(RUN_ID_VARIABLE, uuid.uuid4().hex[:10])
+TEMPLATE_DIR = Path(tempfile.gettempdir()) / f"storefront-tests-{RUN_ID}"
+POSTGRES_TEMPLATE = f"storefront_template_{RUN_ID}"
+
+
+def _template(kind: str, build: Callable[[], str]) -> str:
+    """What ``build`` made for ``kind`` in this run, built by the first process to ask."""
+    TEMPLATE_DIR.mkdir(exist_ok=True)
+    ready = TEMPLATE_DIR / f"{kind}.ready"
+    with (TEMPLATE_DIR / f"{kind}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready.exists():
+            ready.write_text(build())
+        return ready.read_text()
+
+
+def _build_sqlite_template() -> str:
+    path = TEMPLATE_DIR / "template.db"
+    run_migrations(database_url=f"sqlite+aiosqlite:///{path}")
+    return str(path)
+
+
+def migrated_sqlite(path: Path) -> str:
+    """A migrated SQLite database at ``path`` (a copy of the run's template): its URL."""
+    source = sqlite3.connect(_template("sqlite", _build_sqlite_template))
+    target = sqlite3.connect(path)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _build_postgres_template() -> str:
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{POSTGRES_TEMPLATE}"'))
+    url = make_url(POSTGRES_ADMIN_URL).set(database=POSTGRES_TEMPLATE)
+    run_migrations(database_url=url.render_as_string(hide_password=False))
+    # a template may have no session open while it is copied: none may start now
+    asyncio.run(_pg_admin(f'ALTER DATABASE "{POSTGRES_TEMPLATE}" ALLOW_CONNECTIONS false'))
+    return POSTGRES_TEMPLATE
+
+
+async def _clone(name: str, template: str) -> None:
+    """CREATE DATABASE from the template; the migrations' own session may still be ending
+    on the server for a moment after it closed (source database is being accessed)."""
+    for _ in range(100):
+        try:
+            await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            return
+        except asyncpg.ObjectInUseError:
+            await asyncio.sleep(0.1)
+    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+
+
+def migrated_postgres(name: str) -> str:
+    """A new, migrated PostgreSQL database ``name`` (a clone of the run's template) whose
+    commits do not wait for the disk: its URL. The caller drops it."""
+    template = _template("postgres", _build_postgres_template)
+    asyncio.run(_clone(name, template))
+    asyncio.run(_pg_admin(NO_COMMIT_FLUSH.format(name=name)))
+    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The process that started the run (not an xdist worker) drops its templates."""
+    if not OWNS_THE_RUN or not TEMPLATE_DIR.exists():
+        return
+    if (TEMPLATE_DIR / "postgres.ready").exists():
+        with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{POSTGRES_TEMPLATE}" WITH (FORCE)'))
+    shutil.rmtree(TEMPLATE_DIR, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path: Path = tmp_path_factory.mktemp("db") / "storefront.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    run_migrations(database_url=url)
-    return url
+    return migrated_sqlite(tmp_path_factory.mktemp("db") / "storefront.db")
 
 
 @pytest.fixture(scope="session")
@@ -213,12 +297,8 @@ NO_COMMIT_FLUSH = 'ALTER DATABASE "{name}" SET synchronous_commit = off'
 def postgres_url(postgres_unavailable: str | None, worker_id_safe: str) -> Iterator[str]:
     require_or_skip(postgres_unavailable)
     name = f"storefront_test_{worker_id_safe}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    asyncio.run(_pg_admin(NO_COMMIT_FLUSH.format(name=name)))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        run_migrations(database_url=url)
-        yield url
+        yield migrated_postgres(name)
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -237,6 +317,23 @@ def empty_database(
     asyncio.run(_pg_admin(NO_COMMIT_FLUSH.format(name=name)))
     try:
         yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def migrated_database(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
+) -> Iterator[str]:
+    """A migrated database of this test's own on each backend (a copy of the run's template,
+    as ``storefront migrate`` leaves a new database), for tests that run commands on it."""
+    if request.param == "sqlite":
+        yield migrated_sqlite(tmp_path / "migrated.db")
+        return
+    require_or_skip(postgres_unavailable)
+    name = f"storefront_migrated_{uuid.uuid4().hex[:10]}"
+    try:
+        yield migrated_postgres(name)
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

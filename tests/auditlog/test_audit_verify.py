@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storefront.auditlog import AuditEvent, record
 from storefront.auditlog.chain import entry_hash
-from storefront.cli import run_migrations
 from storefront.kit.db import create_engine, create_sessionmaker
 from tests.support.servers import CLI, run_cli
 from tests.support.servers import cli_env as _env
@@ -70,35 +69,33 @@ async def _row(conn: AsyncConnection, seq: int) -> dict[str, object]:
     return dict(result.mappings().one())
 
 
-async def test_verify_names_the_first_broken_link(empty_database: str) -> None:
-    await anyio.to_thread.run_sync(lambda: run_migrations(database_url=empty_database))
-    await _fill(empty_database, transactions=4, per_transaction=5)  # 20 entries
+async def test_verify_names_the_first_broken_link(migrated_database: str) -> None:
+    await _fill(migrated_database, transactions=4, per_transaction=5)  # 20 entries
 
-    ok = await anyio.to_thread.run_sync(lambda: _verify(empty_database, "--batch-size", "3"))
+    ok = await anyio.to_thread.run_sync(lambda: _verify(migrated_database, "--batch-size", "3"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "OK: 20 entries" in ok.stdout
 
     # 1. an edited detail: that entry's hash no longer matches its contents
     await _tamper(
-        empty_database,
+        migrated_database,
         "UPDATE audit_events SET action = 'test.innocent' WHERE seq = 7",
         "UPDATE audit_events SET action = 'test.innocent' WHERE seq = 12",
     )
-    broken = await anyio.to_thread.run_sync(lambda: _verify(empty_database, "--batch-size", "3"))
+    broken = await anyio.to_thread.run_sync(lambda: _verify(migrated_database, "--batch-size", "3"))
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "BROKEN at entry 7: hash mismatch" in broken.stdout
     assert "6 entries before it verified" in broken.stdout
 
 
 async def test_a_recomputed_hash_breaks_the_next_link_and_a_deletion_is_a_gap(
-    empty_database: str,
+    migrated_database: str,
 ) -> None:
-    await anyio.to_thread.run_sync(lambda: run_migrations(database_url=empty_database))
-    await _fill(empty_database, transactions=2, per_transaction=5)  # 10 entries
+    await _fill(migrated_database, transactions=2, per_transaction=5)  # 10 entries
 
     # an editor who also recomputes the edited entry's hash: the *next* entry's prev_hash
     # still names the old one
-    engine = create_engine(empty_database)
+    engine = create_engine(migrated_database)
     try:
         async with engine.connect() as conn:
             row = await _row(conn, 4)
@@ -106,33 +103,31 @@ async def test_a_recomputed_hash_breaks_the_next_link_and_a_deletion_is_a_gap(
         await engine.dispose()
     forged = {**row, "object_id": "forged"}
     await _tamper(
-        empty_database,
+        migrated_database,
         f"UPDATE audit_events SET object_id = 'forged', hash = '{entry_hash(forged)}' "  # noqa: S608
         "WHERE seq = 4",
     )
-    broken = await anyio.to_thread.run_sync(lambda: _verify(empty_database))
+    broken = await anyio.to_thread.run_sync(lambda: _verify(migrated_database))
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "BROKEN at entry 5: prev link mismatch" in broken.stdout
 
     # a deleted entry is a gap, reported before anything after it
-    await _tamper(empty_database, "DELETE FROM audit_events WHERE seq = 2")
-    gap = await anyio.to_thread.run_sync(lambda: _verify(empty_database))
+    await _tamper(migrated_database, "DELETE FROM audit_events WHERE seq = 2")
+    gap = await anyio.to_thread.run_sync(lambda: _verify(migrated_database))
     assert gap.returncode == 1, gap.stdout + gap.stderr
     assert "BROKEN at entry 2: gap" in gap.stdout
     assert "1 entries before it verified" in gap.stdout
 
 
-async def test_an_empty_log_verifies(empty_database: str) -> None:
-    await anyio.to_thread.run_sync(lambda: run_migrations(database_url=empty_database))
-    ok = await anyio.to_thread.run_sync(lambda: _verify(empty_database))
+async def test_an_empty_log_verifies(migrated_database: str) -> None:
+    ok = await anyio.to_thread.run_sync(lambda: _verify(migrated_database))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "OK: 0 entries" in ok.stdout
 
 
-async def test_keys_rotate_leaves_an_entry(empty_database: str) -> None:
-    await anyio.to_thread.run_sync(lambda: run_migrations(database_url=empty_database))
-    await anyio.to_thread.run_sync(lambda: run_cli(["keys", "rotate"], _env(empty_database)))
-    engine = create_engine(empty_database)
+async def test_keys_rotate_leaves_an_entry(migrated_database: str) -> None:
+    await anyio.to_thread.run_sync(lambda: run_cli(["keys", "rotate"], _env(migrated_database)))
+    engine = create_engine(migrated_database)
     try:
         async with engine.connect() as conn:
             rows = (
@@ -141,5 +136,5 @@ async def test_keys_rotate_leaves_an_entry(empty_database: str) -> None:
     finally:
         await engine.dispose()
     assert [tuple(r) for r in rows] == [("system", "keys.signing_rotated", "signing_key")]
-    ok = await anyio.to_thread.run_sync(lambda: _verify(empty_database))
+    ok = await anyio.to_thread.run_sync(lambda: _verify(migrated_database))
     assert "OK: 1 entries" in ok.stdout

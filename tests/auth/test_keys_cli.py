@@ -8,16 +8,14 @@ import jwt
 from asgi_lifespan import LifespanManager
 
 from storefront.app import create_app
-from storefront.cli import run_migrations
 from tests.conftest import make_settings
 from tests.support.factories import PASSWORD, V1, unique
 from tests.support.servers import cli_env, run_cli
 
 
-async def test_keys_rotate_signs_no_one_out(empty_database: str) -> None:
-    await anyio.to_thread.run_sync(lambda: run_migrations(database_url=empty_database))
-    env = cli_env(empty_database)
-    app = create_app(make_settings(empty_database, rate_limit_enabled=False))
+async def test_keys_rotate_signs_no_one_out(migrated_database: str) -> None:
+    env = cli_env(migrated_database)
+    app = create_app(make_settings(migrated_database, rate_limit_enabled=False))
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -47,7 +45,7 @@ async def test_keys_rotate_signs_no_one_out(empty_database: str) -> None:
             assert me.status_code == 200, me.text
 
     # a process started after the rotation signs with the new key, and the old token works
-    app2 = create_app(make_settings(empty_database, rate_limit_enabled=False))
+    app2 = create_app(make_settings(migrated_database, rate_limit_enabled=False))
     async with LifespanManager(app2, startup_timeout=30, shutdown_timeout=30):
         transport = httpx2.ASGITransport(app=app2, raise_app_exceptions=False)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:

@@ -20,13 +20,12 @@ from sqlalchemy import func, select
 from storefront.admin_cli import production_secrets
 from storefront.app import create_app
 from storefront.auth.passwords import PasswordHasher
-from storefront.cli import run_migrations
 from storefront.identity.models import User
 from storefront.kit.db import create_engine, create_sessionmaker
 from storefront.seed import DemoDataRefused, seed
 from storefront.settings import Settings
 from storefront.vault.config import build_vault
-from tests.conftest import make_settings
+from tests.conftest import make_settings, migrated_sqlite
 from tests.support.factories import PASSWORD, V1
 from tests.support.servers import CLI, cli_env, run_cli
 
@@ -141,9 +140,8 @@ def test_first_deployment_secrets_migrate_admin_create_and_the_admin_signs_in(
 
 
 def test_admin_password_is_never_an_argument_and_follows_the_policy(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}"
+    url = migrated_sqlite(tmp_path / "admin.db")
     env = cli_env(url)
-    run_migrations(database_url=url)
     for args in (
         ["admin", "create", ADMIN, PASSWORD],
         ["admin", "create", ADMIN, "--password", PASSWORD],
@@ -166,8 +164,7 @@ def test_admin_password_is_never_an_argument_and_follows_the_policy(tmp_path: Pa
 def test_seed_refuses_production_whatever_the_flags(
     tmp_path: Path, flags: list[str], secrets_set: bool
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}"
-    run_migrations(database_url=url)
+    url = migrated_sqlite(tmp_path / "prod.db")
     secrets = production_secrets() if secrets_set else {}
     not_secrets = NOT_SECRETS if secrets_set else {}
     env = cli_env(url, STOREFRONT_ENVIRONMENT="production", **secrets, **not_secrets)
@@ -181,8 +178,7 @@ def test_seed_refuses_production_whatever_the_flags(
 
 
 def test_the_seed_function_refuses_production_settings(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}"
-    run_migrations(database_url=url)
+    url = migrated_sqlite(tmp_path / "prod.db")
     secrets = production_secrets()
     production = Settings(
         environment="production",
@@ -250,8 +246,7 @@ def test_admin_create_asks_for_the_password_hidden_and_twice_at_a_terminal(
     """At a terminal even --password-stdin asks through the hidden prompt: a line read from
     the terminal would be echoed."""
     pty = pytest.importorskip("pty")
-    url = f"sqlite+aiosqlite:///{tmp_path / 'tty.db'}"
-    run_migrations(database_url=url)
+    url = migrated_sqlite(tmp_path / "tty.db")
     pid, fd = pty.fork()
     if pid == 0:  # the child: the CLI on a terminal of its own (never back into pytest)
         try:

@@ -17,7 +17,6 @@ from sqlalchemy import select, text
 
 from storefront.app import create_app
 from storefront.auditlog import AuditEvent
-from storefront.cli import run_migrations
 from storefront.kit.db import utcnow
 from storefront.resources import Resources
 from storefront.settings import Settings
@@ -210,13 +209,12 @@ async def test_rotation_leaves_destroyed_keys_destroyed(
     assert await _versions(resources) == {"v2": 3, None: 1}
 
 
-async def test_the_rotate_master_command(empty_database: str) -> None:
+async def test_the_rotate_master_command(migrated_database: str) -> None:
     """As an operator runs it: new keys in the environment first, then the command."""
-    await anyio.to_thread.run_sync(lambda: run_migrations(database_url=empty_database))
-    async with process(empty_database, BEFORE) as (api, _resources):
+    async with process(migrated_database, BEFORE) as (api, _resources):
         customers = [await api.user() for _ in range(3)]
     env = _env(
-        empty_database,
+        migrated_database,
         STOREFRONT_PRIVACY__MASTER_KEYS=DURING,
         STOREFRONT_PRIVACY__BLIND_INDEX_KEY=BLIND,
     )
@@ -225,7 +223,7 @@ async def test_the_rotate_master_command(empty_database: str) -> None:
     )
     assert "3 data keys to re-wrap under master key v2" in out
     assert "Re-wrapped 3 data keys in 2 batches; 0 left" in out
-    async with process(empty_database, AFTER) as (api2, resources2):
+    async with process(migrated_database, AFTER) as (api2, resources2):
         assert await _versions(resources2) == {"v2": 3}
         for customer in customers:
             login = await api2.client.post(
