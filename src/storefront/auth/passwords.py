@@ -14,7 +14,7 @@ argon2 is expensive by design, so a flood of sign-ins must not take the process 
   :class:`PasswordHashingBusy` (503 + Retry-After): the caller has changed nothing yet,
   so a refused sign-in counts no failure and starts no session;
 - a hash that has not finished ``max_run_seconds`` after it got its thread (None: no bound;
-  the settings' ``auth.hashing_timeout_ms``, 5 s, in the app) is refused the
+  the settings' ``auth.hashing_timeout_ms``, 3 s, in the app) is refused the
   same way (decision 0207): at the lower priority, on cores busy with other work, a hash
   can take many times its usual time (20-30 s measured after a database failover), and the
   client would time out not knowing whether its sign-in happened. The hash runs on and keeps
