@@ -100,6 +100,9 @@ class Drill:
     needs: tuple[str, ...] = ()  # scripts that must be in the tree
     heal: Step | None = None
     settle: float = 25.0  # seconds of load after inject returns
+    # --prometheus: an alert the fault raises when it lasts. The fault is then held after the
+    # window until that alert fires, healed, and the alert watched until it resolves
+    held_alert: str | None = None
 
     def missing(self) -> list[str]:
         return [script for script in self.needs if not (REPO / script).is_file()]
@@ -209,6 +212,8 @@ DRILLS: tuple[Drill, ...] = (
         needs=(f"{PG}/stop-replica.sh",),
         heal=_heal(f"{PG}/rejoin.sh"),
         settle=30.0,
+        # the primary commits with no synchronous copy while its standby is away
+        held_alert="PatroniNoSynchronousStandby",
     ),
     Drill(
         "redis-master-kill",

@@ -29,13 +29,22 @@ PORT = 9190
 WATCHED = "StorefrontAvailabilityBudgetBurnFast"
 API_TARGETS = ("127.0.0.1:8101", "127.0.0.1:8102")
 WORKER_TARGETS = ("127.0.0.1:9111", "127.0.0.1:9112")
+# the PostgreSQL tier (deploy/cluster/postgres/lib.sh): node -> Patroni's REST port, exporter
+PATRONI_SCOPE = "storefront"
+PATRONI_TARGETS = {"pg1": "127.0.0.1:8441", "pg2": "127.0.0.1:8442"}
+EXPORTER_TARGETS = {"pg1": "127.0.0.1:9187", "pg2": "127.0.0.1:9188"}
 
 
-def config(rules: Path = RULES) -> str:
-    """prometheus.yml for the loopback cluster (job name ``storefront``: the rules select it)."""
+def config(rules: Path = RULES, *, postgres: bool = False) -> str:
+    """prometheus.yml for the loopback cluster (job name ``storefront``: the rules select it).
+
+    ``postgres``: the cluster runs its own PostgreSQL tier; Patroni's /metrics (job
+    ``patroni``) and each node's prometheus-postgres-exporter (job ``postgres``) are scraped
+    too, every target labelled ``scope`` and ``name`` as in
+    deploy/monitoring/prometheus/cluster.yml, which the PostgreSQL alerts join on."""
     api = ", ".join(f'"{t}"' for t in API_TARGETS)
     workers = ", ".join(f'"{t}"' for t in WORKER_TARGETS)
-    return (
+    text = (
         "global:\n"
         "  scrape_interval: 2s\n"
         "  evaluation_interval: 5s\n"
@@ -49,6 +58,23 @@ def config(rules: Path = RULES) -> str:
         f"      - targets: [{workers}]\n"
         "        labels: {role: worker}\n"
     )
+    if not postgres:
+        return text
+    for job, targets, honor in (
+        ("patroni", PATRONI_TARGETS, True),
+        ("postgres", EXPORTER_TARGETS, False),
+    ):
+        text += f"  - job_name: {job}\n    metrics_path: /metrics\n"
+        if honor:
+            # Patroni labels its series scope and name itself: keep them
+            text += "    honor_labels: true\n"
+        text += "    static_configs:\n"
+        for name, target in targets.items():
+            text += (
+                f'      - targets: ["{target}"]\n'
+                f"        labels: {{scope: {PATRONI_SCOPE}, name: {name}}}\n"
+            )
+    return text
 
 
 class PrometheusFailed(Exception):
@@ -67,9 +93,10 @@ class AlertWatch:
 
 
 class Prometheus:
-    def __init__(self, directory: Path, port: int = PORT) -> None:
+    def __init__(self, directory: Path, port: int = PORT, *, postgres: bool = False) -> None:
         self.directory = directory
         self.port = port
+        self.postgres = postgres
         self.base = f"http://127.0.0.1:{port}"
         self.process: asyncio.subprocess.Process | None = None
 
@@ -79,7 +106,7 @@ class Prometheus:
             raise PrometheusFailed("prometheus is not installed (Debian's package: prometheus)")
         self.directory.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "prometheus.yml"
-        conf.write_text(config())
+        conf.write_text(config(postgres=self.postgres))
         log = (self.directory / "prometheus.log").open("ab")
         self.process = await asyncio.create_subprocess_exec(
             binary,

@@ -26,6 +26,7 @@ class DrillResult:
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None  # why it did not run
     alert: AlertWatch | None = None  # --prometheus: the watched alert after the drill
+    held: AlertWatch | None = None  # --prometheus: the drill's held_alert, fault held, healed
 
     def verdicts(self) -> dict[str, bool]:
         """Each target of the drill: success ratio, recovery, no lost or duplicated write."""
@@ -119,6 +120,8 @@ def markdown(results: list[DrillResult], context: dict[str, Any]) -> str:
                 f"{w.payments_acknowledged} payments acknowledged, {len(w.payments_lost)} "
                 "left their order unpaid"
             )
+        if r.held is not None:
+            lines += _alert_lines(r.held, "fault held after the window until it fired, then healed")
         if r.alert is not None:
             lines += _alert_lines(r.alert)
         for error in r.errors:
@@ -133,7 +136,7 @@ def _utc(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S")
 
 
-def _alert_lines(watch: AlertWatch) -> list[str]:
+def _alert_lines(watch: AlertWatch, how: str = "") -> list[str]:
     """The alert's timeline: what the runner polled, and ALERTS as Prometheus stored it."""
     outcome = (
         "fired and resolved"
@@ -146,7 +149,8 @@ def _alert_lines(watch: AlertWatch) -> list[str]:
     stored = transitions(watch.series)
     lines = [
         f"- Prometheus ({'--prometheus'}, rules of deploy/monitoring/prometheus/alerts.yml): "
-        f"{watch.alert} {outcome}; polled /api/v1/alerts (UTC): {polled}",
+        f"{watch.alert} {outcome}{f' ({how})' if how else ''}; polled /api/v1/alerts (UTC): "
+        f"{polled}",
     ]
     if watch.series:
         spans = ", ".join(f"{state} from {_utc(t)}" for t, state in stored)

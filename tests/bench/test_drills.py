@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 from bench.drills.load import order_quantities, should_retry
 from bench.drills.prometheus import RULES, config, fired_and_resolved, transitions
 from bench.drills.report import DrillResult, markdown
@@ -269,3 +270,27 @@ def test_prometheus_scrapes_the_cluster_with_the_projects_rules() -> None:
     assert RULES.is_file()
     for target in ("127.0.0.1:8101", "127.0.0.1:8102", "127.0.0.1:9111", "127.0.0.1:9112"):
         assert target in text
+
+
+def _jobs(text: str) -> dict[str, list[tuple[tuple[str, ...], dict[str, str]]]]:
+    parsed = yaml.safe_load(text)
+    return {
+        job["job_name"]: [
+            (tuple(c["targets"]), dict(c.get("labels", {}))) for c in job["static_configs"]
+        ]
+        for job in parsed["scrape_configs"]
+    }
+
+
+def test_with_the_postgres_tier_the_drills_scrape_it_as_the_clusters_configuration_does() -> None:
+    """The PostgreSQL alerts join the exporter's series to Patroni's on (scope, name): the
+    drills' Prometheus must label both tiers' targets as cluster.yml does, or those alerts
+    never fire in a drill."""
+    cluster = _jobs(RULES.with_name("cluster.yml").read_text())
+    drills = _jobs(config(postgres=True))
+    assert set(drills) == {"storefront", "patroni", "postgres"}
+    for job in ("patroni", "postgres"):
+        assert drills[job] == cluster[job], job
+    assert yaml.safe_load(config(postgres=True))["scrape_configs"][1]["honor_labels"] is True
+    # without the tier (the API against this machine's own PostgreSQL) nothing else is scraped
+    assert set(_jobs(config())) == {"storefront"}

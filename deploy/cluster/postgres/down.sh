@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops the loopback PostgreSQL tier (HAProxy, both Patroni nodes and their PostgreSQL, the
-# Raft witness, a restore drill's instance) and removes its state: data, WAL archive and
-# backups, secrets. KEEP_STATE=1 stops the processes and keeps the state.
+# Raft witness, the exporters, a restore drill's instance) and removes its state: data, WAL
+# archive and backups, secrets. KEEP_STATE=1 stops the processes and keeps the state.
 set -euo pipefail
 # shellcheck source=deploy/cluster/postgres/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -41,6 +41,8 @@ if [ -d "$STATE" ]; then
     stop_group "$RUN/patroni-$node.pid" 60
     stop_postmaster "$STATE/$node/data"
   done
+  log "stopping the exporters"
+  for node in "${NODES[@]}"; do stop_group "$RUN/exporter-$node.pid" 5; done
   log "stopping the Raft witness"
   stop_group "$RUN/witness.pid" 10
   stop_postmaster "$STATE/restore/data"

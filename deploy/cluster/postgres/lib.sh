@@ -30,6 +30,9 @@ WITNESS_RAFT_PORT=5463
 WRITE_PORT=5450   # HAProxy: the current primary
 READ_PORT=5451    # HAProxy: the replica (the primary when no replica is up)
 HAPROXY_STATS_PORT=8450
+# prometheus-postgres-exporter beside each node (pg_stat_archiver, replication), scraped with
+# Patroni's own /metrics (REST_PORT) by deploy/monitoring/prometheus/cluster.yml and the drills
+declare -A EXPORTER_PORT=([pg1]=9187 [pg2]=9188)
 
 log() { printf '[postgres %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }

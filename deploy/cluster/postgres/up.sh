@@ -2,8 +2,9 @@
 # The loopback PostgreSQL tier of the production-shaped cluster: a Patroni-managed
 # PostgreSQL 15 pair with synchronous replication, Patroni's Raft DCS with a witness (so that
 # losing one data node leaves a quorum of two), HAProxy in front (127.0.0.1:5450 the primary,
-# :5451 the replica), WAL archiving and a full backup with pgBackRest, and the storefront
-# database migrated. Idempotent: starts what is not running, keeps the state it finds.
+# :5451 the replica), WAL archiving and a full backup with pgBackRest, a
+# prometheus-postgres-exporter per node (:9187 pg1, :9188 pg2), and the storefront database
+# migrated. Idempotent: starts what is not running, keeps the state it finds.
 #
 # State: ${STOREFRONT_CLUSTER_DIR:-<repo>/.cluster}/postgres (down.sh removes it).
 # Writes $STATE/storefront.env: STOREFRONT_DATABASE_URL (via :5450) and
@@ -21,6 +22,7 @@ missing=()
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v pgbackrest >/dev/null || missing+=(pgbackrest)
 command -v curl >/dev/null || missing+=(curl)
+command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} (apt)"
   apt-get update -qq
@@ -196,6 +198,20 @@ start_detached "Raft witness :$WITNESS_RAFT_PORT" "$RUN/witness.pid" "$STATE/wit
   "$VENV/bin/patroni_raft_controller" "$STATE/witness/raft.yml"
 for node in "${NODES[@]}"; do start_patroni "$node"; done
 
+# one exporter per node, as the postgres user over the node's unix socket (peer
+# authentication): it answers with pg_up 0 while its node is down, so it can start first
+for node in "${NODES[@]}"; do
+  if ! live_pid "$RUN/exporter-$node.pid" >/dev/null && port_open "${EXPORTER_PORT[$node]}"; then
+    die "port ${EXPORTER_PORT[$node]} (the exporter of $node) is taken by another process:" \
+      "$(ss -ltnpH "sport = :${EXPORTER_PORT[$node]}" 2>/dev/null | sed 's/.*users://')"
+  fi
+  start_detached "postgres exporter of $node (:${EXPORTER_PORT[$node]})" \
+    "$RUN/exporter-$node.pid" "$STATE/$node/log/exporter.out" \
+    env "DATA_SOURCE_NAME=host=$RUN port=${PG_PORT[$node]} user=postgres dbname=postgres sslmode=disable" \
+    prometheus-postgres-exporter "--web.listen-address=127.0.0.1:${EXPORTER_PORT[$node]}" \
+    --log.level=warn
+done
+
 if ! live_pid "$RUN/haproxy.pid" >/dev/null; then
   log "starting HAProxy (:$WRITE_PORT primary, :$READ_PORT replica, stats :$HAPROXY_STATS_PORT)"
   sed -e "s/127\.0\.0\.1:5441 /127.0.0.1:${PG_PORT[pg1]} /" \
@@ -261,4 +277,5 @@ STOREFRONT_DATABASE_URL="postgresql://storefront:$PG_APP_PASSWORD@127.0.0.1:$WRI
   "$REPO/.venv/bin/storefront" migrate | tail -n 1
 
 log "up: primary $primary; write :$WRITE_PORT, read :$READ_PORT, HAProxy stats" \
-  "http://127.0.0.1:$HAPROXY_STATS_PORT/; settings in $STATE/storefront.env"
+  "http://127.0.0.1:$HAPROXY_STATS_PORT/; exporters :${EXPORTER_PORT[pg1]} :${EXPORTER_PORT[pg2]};" \
+  "settings in $STATE/storefront.env"
