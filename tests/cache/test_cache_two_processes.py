@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import httpx2
 
 from tests.support.factories import ProductInFactory, unique
-from tests.support.servers import cli_env, run_cli, serve, stop, wait_ready
+from tests.support.servers import cli_env, serve, stop, wait_ready
 
 PASSWORD = "a-long-enough-password"
 
@@ -27,12 +27,11 @@ def server(env: dict[str, str]) -> Iterator[str]:
 
 
 def test_acknowledged_writes_are_never_stale_on_the_other_process(
-    empty_database: str, redis_url: str, redis_prefix: str
+    migrated_database: str, redis_url: str, redis_prefix: str
 ) -> None:
     env = cli_env(
-        empty_database, STOREFRONT_REDIS_URL=redis_url, STOREFRONT_REDIS_PREFIX=redis_prefix
+        migrated_database, STOREFRONT_REDIS_URL=redis_url, STOREFRONT_REDIS_PREFIX=redis_prefix
     )
-    run_cli(["migrate"], env)
     with server(env) as base_a, server(env) as base_b:
         a = httpx2.Client(base_url=base_a, timeout=30)
         b = httpx2.Client(base_url=base_b, timeout=30)

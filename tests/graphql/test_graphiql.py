@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from graphql import get_introspection_query
 from storefront.graphql.ide import ASSETS, SCRIPTS, STYLES, integrity
 from storefront.web.middleware import API_CSP, GRAPHIQL_CSP
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, migrated_sqlite
 from tests.graphql.support import codes, gql
-from tests.support.servers import cli_env, free_port, run_cli, serve, stop, wait_ready
+from tests.support.servers import cli_env, free_port, serve, stop, wait_ready
 
 BROWSER = {"Accept": "text/html"}
 
@@ -144,8 +144,7 @@ def test_headless_chromium_renders_the_editor_with_other_hosts_unreachable(
         if IN_CI:
             pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    env = cli_env(f"sqlite+aiosqlite:///{tmp_path / 'graphiql.db'}")
-    run_cli(["migrate"], env)
+    env = cli_env(migrated_sqlite(tmp_path / "graphiql.db"))
     proc, base = serve(env, free_port())
     try:
         wait_ready(base, proc)

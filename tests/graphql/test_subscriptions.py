@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from tests.support.factories import AddressInFactory, unique
-from tests.support.servers import cli_env, run_cli, serve, stop, wait_ready
+from tests.support.servers import cli_env, serve, stop, wait_ready
 
 PASSWORD = "a-long-enough-password"
 PROTOCOL = Subprotocol("graphql-transport-ws")
@@ -109,12 +109,11 @@ ORDER_UPDATED = """subscription($shop: UUID!, $order: UUID!) {
 
 
 async def test_a_change_through_one_process_reaches_a_subscriber_on_the_other(
-    empty_database: str, redis_url: str, redis_prefix: str
+    migrated_database: str, redis_url: str, redis_prefix: str
 ) -> None:
     env = cli_env(
-        empty_database, STOREFRONT_REDIS_URL=redis_url, STOREFRONT_REDIS_PREFIX=redis_prefix
+        migrated_database, STOREFRONT_REDIS_URL=redis_url, STOREFRONT_REDIS_PREFIX=redis_prefix
     )
-    run_cli(["migrate"], env)
     with server(env) as (_proc_a, base_a), server(env) as (proc_b, base_b):
         async with httpx2.AsyncClient(base_url=base_a, timeout=30) as a:
             _owner_email, owner = await user(a)
@@ -242,9 +241,8 @@ async def test_a_change_through_one_process_reaches_a_subscriber_on_the_other(
             await shopper.close()
 
 
-async def test_connections_per_user_are_bounded(empty_database: str) -> None:
-    env = cli_env(empty_database, STOREFRONT_GRAPHQL__MAX_CONNECTIONS_PER_USER="2")
-    run_cli(["migrate"], env)
+async def test_connections_per_user_are_bounded(migrated_database: str) -> None:
+    env = cli_env(migrated_database, STOREFRONT_GRAPHQL__MAX_CONNECTIONS_PER_USER="2")
     with server(env) as (_proc, base):
         async with httpx2.AsyncClient(base_url=base, timeout=30) as client:
             _email, alice = await user(client)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import httpx2
 
 from tests.support.factories import unique
-from tests.support.servers import cli_env, run_cli, serve, stop, wait_ready
+from tests.support.servers import cli_env, serve, stop, wait_ready
 
 PASSWORD = "a-long-enough-password"
 NEW_PASSWORD = "another-long-enough-password"
@@ -61,12 +61,11 @@ def accepted(client: httpx2.Client, token: str) -> bool:
 
 
 def test_revocations_on_one_process_hold_at_once_on_the_other(
-    empty_database: str, redis_url: str, redis_prefix: str
+    migrated_database: str, redis_url: str, redis_prefix: str
 ) -> None:
     env = cli_env(
-        empty_database, STOREFRONT_REDIS_URL=redis_url, STOREFRONT_REDIS_PREFIX=redis_prefix
+        migrated_database, STOREFRONT_REDIS_URL=redis_url, STOREFRONT_REDIS_PREFIX=redis_prefix
     )
-    run_cli(["migrate"], env)
     with server(env) as a, server(env) as b:
         # logout on A: the session's token is refused on B
         email = register(a)

@@ -16,17 +16,16 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import require_or_skip
+from tests.conftest import migrated_sqlite, require_or_skip
 from tests.support.factories import ProductInFactory
-from tests.support.servers import cli_env, free_port, run_cli, serve, stop, wait_ready
+from tests.support.servers import cli_env, free_port, serve, stop, wait_ready
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> tuple[str, dict[str, str]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"
+    url = migrated_sqlite(tmp_path / "serve.db")
     port = free_port()
     env = cli_env(url, STOREFRONT_PORT=str(port))
-    run_cli(["migrate"], env)
     return f"http://127.0.0.1:{port}", env
 
 

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import httpx2
 
+from tests.conftest import migrated_sqlite
 from tests.support.paths import V1
-from tests.support.servers import cli_env, run_cli, serve, stop, wait_ready
+from tests.support.servers import cli_env, serve, stop, wait_ready
 
 
 def test_two_processes_share_one_budget(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    url = migrated_sqlite(tmp_path / "shared.db")
     env = cli_env(
         url,
         STOREFRONT_REDIS_URL=redis_url,
         STOREFRONT_REDIS_PREFIX=redis_prefix,
         STOREFRONT_PROTECTION__ANONYMOUS_RATE="4/minute",
     )
-    run_cli(["migrate"], env)
     first, a = serve(env)
     second, b = serve(env)
     try:

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import require_or_skip
-from tests.support.servers import cli_env, free_port, run_cli, serve, stop
+from tests.conftest import migrated_sqlite, require_or_skip
+from tests.support.servers import cli_env, free_port, serve, stop
 
 ALERTS = Path(__file__).parents[2] / "deploy" / "monitoring" / "prometheus" / "alerts.yml"
 
@@ -89,13 +89,12 @@ def test_api_and_worker_export_ready_without_anyone_polling_readyz(
 ) -> None:
     require_or_skip(None if shutil.which("promtool") else "promtool is not installed")
     env = cli_env(
-        f"sqlite+aiosqlite:///{tmp_path / 'ready.db'}",
+        migrated_sqlite(tmp_path / "ready.db"),
         STOREFRONT_BROKER_URL=redis_url,
         STOREFRONT_JOBS__QUEUE=f"{redis_prefix}jobs",
         STOREFRONT_REDIS_PREFIX=redis_prefix,
         STOREFRONT_OBSERVABILITY__READINESS_INTERVAL_SECONDS="0.5",
     )
-    run_cli(["migrate"], env)
     api, base = serve(env)
     metrics_port = free_port()
     worker = subprocess.Popen(
