@@ -96,7 +96,8 @@ def wait_ready(base: str, proc: subprocess.Popen[Any], within: float = 120) -> N
                 return
         except httpx2.TransportError:
             pass
-        time.sleep(0.2)
+        # a refused connection costs next to nothing: asking often ends the wait sooner
+        time.sleep(0.05)
     raise AssertionError("server did not become ready")
 
 
