@@ -7,10 +7,10 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
-from sqlalchemy import BigInteger, Uuid, and_, bindparam, func, select
+from sqlalchemy import BigInteger, Table, Uuid, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storefront.catalog.service import ReservedItem
@@ -148,18 +148,27 @@ async def pending_units_by_product(
     return {product_id: int(units) for product_id, units in rows}
 
 
-# both run on every order placed: built once, with bound parameters (decision 0060)
+# both run on every order placed: built once, with bound parameters (decision 0060), and on
+# the tables, not the mapped classes: an ORM-enabled SELECT goes through the ORM's compile and
+# loading steps on every execution, for rows that are plain (product id, units) pairs
+_orders = cast(Table, Order.__table__)
+_lines = cast(Table, OrderLine.__table__)
 _LOCK_HOLDINGS = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
 _PENDING_UNITS = (
-    select(OrderLine.product_id, func.sum(OrderLine.quantity))
-    # on the shop too: each shop-owned table named by its shop (decision 0170)
-    .join(Order, and_(Order.shop_id == OrderLine.shop_id, Order.id == OrderLine.order_id))
-    .where(
-        Order.shop_id == bindparam("b_shop_id", type_=Uuid()),
-        Order.customer_id == bindparam("b_customer_id", type_=Uuid()),
-        Order.status == OrderStatus.pending,
+    select(_lines.c.product_id, func.sum(_lines.c.quantity))
+    .select_from(
+        # on the shop too: each shop-owned table named by its shop (decision 0170)
+        _lines.join(
+            _orders,
+            and_(_orders.c.shop_id == _lines.c.shop_id, _orders.c.id == _lines.c.order_id),
+        )
     )
-    .group_by(OrderLine.product_id)
+    .where(
+        _orders.c.shop_id == bindparam("b_shop_id", type_=Uuid()),
+        _orders.c.customer_id == bindparam("b_customer_id", type_=Uuid()),
+        _orders.c.status == OrderStatus.pending,
+    )
+    .group_by(_lines.c.product_id)
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -14,6 +15,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    func,
     insert,
     select,
     update,
@@ -61,9 +63,8 @@ _lines = cast(Table, OrderLine.__table__)
 _data_keys = cast(Table, DataKeyRow.__table__)
 # a page's rows: the order's columns, its customer's data key row, one of its lines
 _PAGE_ORDER_COLUMNS = tuple(_orders.c[column.key] for column in _EXPORT_ORDER_COLUMNS)
-_PAGE_KEY_COLUMNS = tuple(
-    _data_keys.c[name] for name in ("key_version", "wrapped_key", "master_version", "destroyed_at")
-)
+_PAGE_KEY_NAMES = ("key_version", "wrapped_key", "master_version", "destroyed_at")
+_PAGE_KEY_COLUMNS = tuple(_data_keys.c[name] for name in _PAGE_KEY_NAMES)
 _PAGE_LINE_COLUMNS = tuple(
     _lines.c[name]
     for name in (
@@ -124,6 +125,42 @@ _ORDER_INSERT_COLUMNS = tuple(c.key for c in _orders.c)
 _LINE_COLUMNS = tuple(c.key for c in _lines.c if c.key != "order_id")
 _INSERT_ORDER = insert(_orders)
 _INSERT_LINES = insert(_lines)
+# PostgreSQL: the order and its lines in one statement, the order's INSERT as its WITH clause
+# (the lines' foreign key is checked at the statement's end, where the order row exists) and
+# the lines from one array parameter per column (unnest), so that the statement is the same
+# whatever the number of lines and compiled once: a multi-row VALUES is never cached
+_LINE_ARRAY_COLUMNS = tuple(name for name in _LINE_COLUMNS if name != "shop_id")
+
+
+def _build_place_statement() -> Any:
+    order = insert(_orders).values(
+        {name: bindparam(f"o_{name}", type_=_orders.c[name].type) for name in _ORDER_INSERT_COLUMNS}
+    )
+    rows = (
+        func.unnest(
+            *(
+                bindparam(f"l_{name}", type_=ARRAY(_lines.c[name].type))
+                for name in _LINE_ARRAY_COLUMNS
+            )
+        )
+        .table_valued(*_LINE_ARRAY_COLUMNS)
+        .render_derived()
+    )
+    return (
+        insert(_lines)
+        .from_select(
+            ["order_id", "shop_id", *_LINE_ARRAY_COLUMNS],
+            select(
+                bindparam("o_id", type_=_orders.c.id.type),
+                bindparam("o_shop_id", type_=_orders.c.shop_id.type),
+                *(rows.c[name] for name in _LINE_ARRAY_COLUMNS),
+            ),
+        )
+        .add_cte(order.cte("placed_order"))
+    )
+
+
+_PLACE = _build_place_statement()
 
 
 async def _page_rows(
@@ -136,20 +173,29 @@ async def _page_rows(
     key rows cached on the session with ``vault``."""
     page: ExportBatch = []
     current: uuid.UUID | None = None
-    for row in await session.execute(stmt, params):
-        if row.id != current:
-            current = row.id
+    result = await session.execute(stmt, params)
+    # by position: a row's attribute access looks its name up on every call
+    at = {name: i for i, name in enumerate(result.keys())}
+    id_at, position_at, customer_at = at["id"], at["position"], at["customer_id"]
+    key_at = itemgetter(*(at[name] for name in _PAGE_KEY_NAMES))
+    remembered: set[uuid.UUID] = set()
+    for row in result:
+        if row[id_at] != current:
+            current = row[id_at]
             page.append((row, []))
-            if vault is not None and row.customer_id is not None:
+            customer_id = row[customer_at]
+            if vault is not None and customer_id is not None and customer_id not in remembered:
+                remembered.add(customer_id)
+                key_version, wrapped_key, master_version, destroyed_at = key_at(row)
                 vault.remember(
                     session,
-                    row.customer_id,
-                    key_version=row.key_version,
-                    wrapped_key=row.wrapped_key,
-                    master_version=row.master_version,
-                    destroyed_at=row.destroyed_at,
+                    customer_id,
+                    key_version=key_version,
+                    wrapped_key=wrapped_key,
+                    master_version=master_version,
+                    destroyed_at=destroyed_at,
                 )
-        if row.position is not None:  # (an order has lines; the join is outer anyway)
+        if row[position_at] is not None:  # (an order has lines; the join is outer anyway)
             page[-1][1].append(row)
     return page
 
@@ -188,19 +234,24 @@ class OrderRepository:
 
     async def add(self, order: Order) -> Order:
         """Insert a new order and its lines (every column set on ``order``, ids and
-        timestamps included): two Core INSERTs, built once, instead of the ORM's flush,
-        whose unit of work costs more CPU than the statements. ``order`` stays out of the
+        timestamps included) by Core INSERTs built once, instead of the ORM's flush, whose
+        unit of work costs more CPU than the statements: on PostgreSQL one statement (the
+        order's INSERT as its WITH clause), elsewhere two. ``order`` stays out of the
         session (transient): it is what was written, not an object the session tracks."""
+        lines = [
+            {"order_id": order.id, **{name: getattr(line, name) for name in _LINE_COLUMNS}}
+            for line in order.lines
+        ]
+        if lines and self.session.get_bind().dialect.name == "postgresql":
+            params = {f"o_{name}": getattr(order, name) for name in _ORDER_INSERT_COLUMNS}
+            for name in _LINE_ARRAY_COLUMNS:
+                params[f"l_{name}"] = [line[name] for line in lines]
+            await self.session.execute(_PLACE, params)
+            return order
         await self.session.execute(
             _INSERT_ORDER, {name: getattr(order, name) for name in _ORDER_INSERT_COLUMNS}
         )
-        await self.session.execute(
-            _INSERT_LINES,
-            [
-                {"order_id": order.id, **{name: getattr(line, name) for name in _LINE_COLUMNS}}
-                for line in order.lines
-            ],
-        )
+        await self.session.execute(_INSERT_LINES, lines)
         return order
 
     async def get(self, order_id: uuid.UUID) -> Order | None:
