@@ -16,6 +16,14 @@ from sqlalchemy.engine import Connection
 from storefront.cli import migrations_dir
 from storefront.kit.db import create_engine
 from storefront.models import metadata
+from storefront.partitioning import OLD, PARTITIONS, TABLES, partition_name
+
+# not in the models: the hash partitions of the partitioned tables (their parent is), and the
+# tables the swap (0020) keeps in step for a rollback until its contract drops them
+NOT_MODELS = {
+    *(partition_name(t, i) for t in TABLES for i in range(PARTITIONS)),
+    *(f"{t}{OLD}" for t in TABLES),
+}
 
 
 def _config(url: str) -> Config:
@@ -45,7 +53,17 @@ def _tables(url: str) -> set[str]:
 
 def _drift(url: str) -> list[object]:
     def diff(conn: Connection) -> list[object]:
-        def include(obj: Any, _name: Any, _type: str, _reflected: bool, _other: Any) -> bool:
+        def include(obj: Any, name: Any, type_: str, reflected: bool, _other: Any) -> bool:
+            if type_ == "table" and reflected and name in NOT_MODELS:
+                return False
+            # PostgreSQL's own per-partition rows of a key that references a partitioned
+            # table (one for each of its partitions, derived from the one the models declare)
+            if (
+                type_ == "foreign_key_constraint"
+                and reflected
+                and obj.referred_table.name in NOT_MODELS
+            ):
+                return False
             dialects = getattr(obj, "info", {}).get("dialects")
             return dialects is None or conn.dialect.name in dialects
 
@@ -83,5 +101,5 @@ def test_stairway(empty_database: str) -> None:
 def test_migrations_match_models(empty_database: str) -> None:
     """Head has exactly the tables, columns and indexes the models declare."""
     command.upgrade(_config(empty_database), "head")
-    assert _tables(empty_database) == {t.name for t in metadata.sorted_tables}
+    assert _tables(empty_database) - NOT_MODELS == {t.name for t in metadata.sorted_tables}
     assert _drift(empty_database) == []

@@ -1,12 +1,10 @@
-"""The head schema is ready for step 3 of docs/scaling.md (decisions 0169, 0202): a copy of
-``orders`` and ``order_lines`` made the way step 3 makes it (``LIKE … INCLUDING ALL``, every
-index and check, ``PARTITION BY HASH (shop_id)``, 16 partitions) is accepted by PostgreSQL
-(it refuses any unique index or key without the partition key), the lines' composite foreign
-key can reference the partitioned orders, and the statements the app sends for a shop's
-listing and an order's lines plan one partition of the sixteen.
+"""At head (revisions 0019 and 0020, decision 0151) ``orders``, ``order_lines`` and ``payments``
+are partitioned by hash of ``shop_id`` into 16 partitions, and the statements the app sends
+for a shop's listing, an order's lines and an order's payments plan one partition of the
+sixteen, the same one for the three tables (a shop's rows are co-located).
 
 Unique indexes of shop-owned tables that do not include ``shop_id`` block partitioning (and
-Citus): the reviewed ones are listed in ``NOT_SHOP_UNIQUE`` and the list only shrinks."""
+Citus): ``NOT_SHOP_UNIQUE`` lists the reviewed ones, and it is empty."""
 
 from __future__ import annotations
 
@@ -51,19 +49,8 @@ def _run(url: str, *statements: str) -> list[list[str]]:
     return asyncio.run(go())
 
 
-def _partitioned_copy(table: str) -> list[str]:
-    return [
-        f"CREATE TABLE {table}_p (LIKE {table} INCLUDING ALL) PARTITION BY HASH (shop_id)",
-        *(
-            f"CREATE TABLE {table}_p_{i:02d} PARTITION OF {table}_p "
-            f"FOR VALUES WITH (MODULUS {PARTITIONS}, REMAINDER {i})"
-            for i in range(PARTITIONS)
-        ),
-    ]
-
-
 def _partitions_scanned(plan: list[str], table: str) -> set[str]:
-    return set(re.findall(rf"\bon ({table}_p_\d\d)\b", "\n".join(plan)))
+    return set(re.findall(rf"\bon ({table}_\d\d)\b", "\n".join(plan)))
 
 
 @pytest.fixture
@@ -86,45 +73,60 @@ def test_unique_indexes_of_shop_owned_tables_include_the_shop(head: str) -> None
     assert set(rows) == set(NOT_SHOP_UNIQUE)
 
 
-def test_orders_and_lines_partition_by_shop_and_a_shops_statements_plan_one_partition(
-    head: str,
-) -> None:
-    shop, order, other = (str(uuid.uuid4()) for _ in range(3))
-    *_, listing, lines = _run(
+def test_orders_lines_and_payments_are_partitioned_by_shop(head: str) -> None:
+    [rows] = _run(
         head,
-        *_partitioned_copy("orders"),
-        *_partitioned_copy("order_lines"),
-        "ALTER TABLE order_lines_p ADD CONSTRAINT fk_order_lines_p_shop_id_order_id "
-        "FOREIGN KEY (shop_id, order_id) REFERENCES orders_p (shop_id, id) ON DELETE CASCADE",
-        # a shop's listing (the repository's keyset page) and an order's lines, as the ORM
-        # loads them on the (shop_id, order_id) key
-        f"EXPLAIN (COSTS OFF) SELECT * FROM orders_p WHERE orders_p.shop_id = '{shop}' "  # noqa: S608
-        "ORDER BY orders_p.id DESC LIMIT 20",
-        "EXPLAIN (COSTS OFF) SELECT * FROM order_lines_p WHERE (order_lines_p.shop_id, "  # noqa: S608
-        f"order_lines_p.order_id) IN (('{shop}'::uuid, '{order}'::uuid), "
-        f"('{shop}'::uuid, '{other}'::uuid))",
+        "SELECT p.partrelid::regclass::text || ' ' || p.partstrat::text || ' ' "
+        "|| count(i.inhrelid) "
+        "FROM pg_partitioned_table p JOIN pg_inherits i ON i.inhparent = p.partrelid "
+        "GROUP BY p.partrelid, p.partstrat ORDER BY 1",
     )
-    assert len(_partitions_scanned(listing, "orders")) == 1, listing
-    assert len(_partitions_scanned(lines, "order_lines")) == 1, lines
-    # and one shop's rows are in the same partition number of both tables (co-located)
-    assert {p[-2:] for p in _partitions_scanned(listing, "orders")} == {
-        p[-2:] for p in _partitions_scanned(lines, "order_lines")
-    }
+    assert rows == [f"{t} h {PARTITIONS}" for t in ("order_lines", "orders", "payments")]
 
 
-def test_payments_partition_by_shop_with_one_live_payment_per_order(head: str) -> None:
-    """The partitioned copy of payments keeps the guarantee that matters: one live payment
-    per order (the unique index is per partition, and a shop's rows share one)."""
+def test_a_shops_statements_plan_one_partition_the_same_for_every_table(head: str) -> None:
+    shop, order, other = (str(uuid.uuid4()) for _ in range(3))
+    listing, lines, payments = _run(
+        head,
+        # a shop's listing (the repository's keyset page), an order's lines as the ORM loads
+        # them on the (shop_id, order_id) key, and an order's payments
+        f"EXPLAIN (COSTS OFF) SELECT * FROM orders WHERE orders.shop_id = '{shop}' "  # noqa: S608
+        "ORDER BY orders.id DESC LIMIT 20",
+        "EXPLAIN (COSTS OFF) SELECT * FROM order_lines WHERE (order_lines.shop_id, "  # noqa: S608
+        f"order_lines.order_id) IN (('{shop}'::uuid, '{order}'::uuid), "
+        f"('{shop}'::uuid, '{other}'::uuid))",
+        f"EXPLAIN (COSTS OFF) SELECT * FROM payments WHERE payments.shop_id = '{shop}' "  # noqa: S608
+        f"AND payments.order_id = '{order}' ORDER BY payments.id",
+    )
+    scanned = [
+        _partitions_scanned(listing, "orders"),
+        _partitions_scanned(lines, "order_lines"),
+        _partitions_scanned(payments, "payments"),
+    ]
+    assert [len(s) for s in scanned] == [1, 1, 1], (listing, lines, payments)
+    assert len({p[-2:] for s in scanned for p in s}) == 1  # co-located
+
+
+def test_one_live_payment_per_order_holds_on_the_partitioned_payments(head: str) -> None:
+    """The unique index is per partition; a shop's payments share one, so the guarantee that
+    matters (money taken once per order) still holds."""
     shop, order = uuid.uuid4(), uuid.uuid4()
-    copy = _partitioned_copy("payments")
 
     def payment() -> str:
         return (
-            "INSERT INTO payments_p (id, shop_id, order_id, status, amount_cents, currency, "  # noqa: S608
+            "INSERT INTO payments (id, shop_id, order_id, status, amount_cents, currency, "  # noqa: S608
             f"payment_method, created_at, updated_at) VALUES ('{uuid.uuid4()}', '{shop}', "
             f"'{order}', 'processing', 100, 'EUR', 'pm_card', now(), now())"
         )
 
-    _run(head, *copy, payment())
-    with pytest.raises(sa.exc.IntegrityError, match=r"payments_p_\d\d_shop_id_order_id"):
+    _run(
+        head,
+        "INSERT INTO shops (id, name, slug, created_at, updated_at) VALUES "  # noqa: S608
+        f"('{shop}', 'Shop', 'shop-{shop.hex[:8]}', now(), now())",
+        "INSERT INTO orders (id, shop_id, status, currency, total_cents, version, "  # noqa: S608
+        "created_at, updated_at, shipping_address_sealed) VALUES "
+        f"('{order}', '{shop}', 'pending', 'EUR', 100, 1, now(), now(), 'sealed')",
+        payment(),
+    )
+    with pytest.raises(sa.exc.IntegrityError, match=r"payments_\d\d_shop_id_order_id"):
         _run(head, payment())

@@ -32,18 +32,38 @@ class Backfill:
     """A registered data migration: which rows are pending, and how a batch of them changes.
 
     ``pending`` is a condition on ``table`` (true until a row is done); ``key`` is a unique,
-    ordered column of it; ``change`` builds the statement that does the rows whose keys it
-    is given (it must leave them not pending)."""
+    ordered column of it, or columns (a composite key, compared as a row value: an index on
+    them in that order serves each batch); ``change`` builds the statement that does the rows
+    whose keys it is given (values, or tuples for a composite key; it must leave them not
+    pending). ``format_key`` and ``parse_key`` turn the last key done into the stored
+    position (at most 64 characters) and back."""
 
     name: str
     description: str
     table: sa.TableClause
-    key: sa.ColumnClause[Any]
+    key: sa.ColumnClause[Any] | tuple[sa.ColumnClause[Any], ...]
     pending: sa.ColumnElement[bool]
-    change: Callable[[Sequence[Any]], sa.Update]
+    change: Callable[[Sequence[Any]], sa.Executable]
     parse_key: Callable[[str], Any]
     # the revision whose contract waits for this backfill (for the operator's messages)
     contract_revision: str
+    format_key: Callable[[Any], str] = str
+    # run once the backfill has finished (its own transaction): raises when the result is
+    # not what the contract needs (a copy's per-shop counts, say), with what to do about it
+    verify: Callable[[sa.Connection], None] | None = None
+
+    @property
+    def key_columns(self) -> tuple[sa.ColumnClause[Any], ...]:
+        return self.key if isinstance(self.key, tuple) else (self.key,)
+
+    def after(self, position: str) -> sa.ColumnElement[bool]:
+        """Rows whose key comes after the stored ``position``."""
+        columns, value = self.key_columns, self.parse_key(position)
+        if len(columns) == 1:
+            after: sa.ColumnElement[bool] = columns[0] > value
+            return after
+        bound = (sa.bindparam(None, v, type_=c.type) for c, v in zip(columns, value, strict=True))
+        return sa.tuple_(*columns) > sa.tuple_(*bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +153,12 @@ async def _batch(engine: AsyncEngine, backfill: Backfill, size: int) -> tuple[in
         if conn.dialect.name == "postgresql":
             locked = locked.with_for_update()
         position = (await conn.execute(locked)).scalar_one()
-        keys_stmt = sa.select(backfill.key).where(backfill.pending)
+        columns = backfill.key_columns
+        keys_stmt = sa.select(*columns).where(backfill.pending)
         if position is not None:
-            keys_stmt = keys_stmt.where(backfill.key > backfill.parse_key(position))
-        keys = list((await conn.execute(keys_stmt.order_by(backfill.key).limit(size))).scalars())
+            keys_stmt = keys_stmt.where(backfill.after(position))
+        rows = (await conn.execute(keys_stmt.order_by(*columns).limit(size))).all()
+        keys = [row[0] if len(columns) == 1 else tuple(row) for row in rows]
         if not keys:
             # the end of the key range; rows written behind the cursor since (by a writer
             # that does not fill them) send it round once more from the start
@@ -156,7 +178,7 @@ async def _batch(engine: AsyncEngine, backfill: Backfill, size: int) -> tuple[in
             _progress.update()
             .where(_progress.c.name == backfill.name)
             .values(
-                position=str(keys[-1]),
+                position=backfill.format_key(keys[-1]),
                 rows_done=_progress.c.rows_done + changed,
                 batches=_progress.c.batches + 1,
                 updated_at=utcnow(),
@@ -227,6 +249,9 @@ async def run_backfill(
         eta = left / speed if speed > 0 else None
         if on_progress is not None and (count or not more):
             on_progress(Progress(done_before + changed, total, speed, eta, None))
+    if backfill.verify is not None:
+        async with engine.connect() as conn:
+            await conn.run_sync(backfill.verify)
     return Report(
         name=backfill.name,
         dry_run=False,
