@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -32,6 +32,9 @@ from storefront.migration_head import migrations_dir as migrations_dir  # tests 
 from storefront.privacy.cli import retention_app
 from storefront.settings import Environment, Settings, get_settings
 from storefront.web.paths import API_PREFIX
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 class StorefrontCli(typer.Typer):
@@ -409,6 +412,15 @@ def worker() -> None:
     asyncio.run(main())
 
 
+def served_app() -> FastAPI:
+    """What `storefront serve` runs in each worker process (uvicorn's factory): the app, its
+    start-up heap frozen out of the garbage collector once started (web/serving.py)."""
+    from storefront.app import create_app
+    from storefront.web.serving import freeze_heap_after_startup
+
+    return freeze_heap_after_startup(create_app())
+
+
 @app.command()
 def serve(
     reload: Annotated[bool, typer.Option(help="Development only: restart on changes")] = False,
@@ -420,7 +432,7 @@ def serve(
     from storefront.resources.instrument import configure_logging_from
     from storefront.telemetry.metrics import serve_metrics
     from storefront.vault.config import key_material
-    from storefront.web.h11_server import HeadDeadlineH11Protocol
+    from storefront.web.edge_server import EdgeHttpToolsProtocol
     from storefront.web.serving import prepare_multiprocess_metrics
 
     settings = get_settings()
@@ -454,7 +466,7 @@ def serve(
     # by this process, which with several workers reads every worker's samples
     serve_metrics(settings.api_metrics_port, settings.host)
     uvicorn.run(
-        "storefront.app:create_app",
+        "storefront.cli:served_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -463,11 +475,10 @@ def serve(
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
         server_header=False,
         proxy_headers=False,
-        # a bounded request head (decision 0094): h11 refuses a request line and headers
-        # over this many bytes with a 400 before buffering more; httptools has no bound.
-        # Each head must also arrive within STOREFRONT_PROTECTION__HEADER_TIMEOUT_SECONDS.
-        http=HeadDeadlineH11Protocol,
-        h11_max_incomplete_event_size=settings.protection.max_header_bytes,
+        # httptools (llhttp, in C) with the edge guarantees of decision 0192: a request head
+        # bounded in bytes (STOREFRONT_PROTECTION__MAX_HEADER_BYTES) and in time
+        # (..._HEADER_TIMEOUT_SECONDS), ambiguous framing refused, refusals as problems
+        http=EdgeHttpToolsProtocol,
         log_level=settings.observability.log_level.lower(),
         log_config=None,
         access_log=False,

@@ -1,9 +1,9 @@
 """A bound on request headers at the application (decision 0094).
 
 The server bounds the bytes of a request head before anything is buffered without limit
-(``storefront serve`` runs uvicorn's h11 protocol with ``h11_max_incomplete_event_size``);
-this middleware adds what the server does not bound, the *number* of header fields, and
-checks the size again for hosts that run the app under another server. Either refusal is
+(``storefront serve`` runs web/edge_server.py's protocol, decision 0192); this middleware
+adds what the server does not bound, the *number* of header fields, and checks the size
+again for hosts that run the app under another server. Either refusal is
 ``431 Request Header Fields Too Large`` as a problem document.
 
 A request with both ``Content-Length`` and ``Transfer-Encoding`` is refused with a 400

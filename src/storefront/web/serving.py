@@ -1,4 +1,5 @@
-"""Serving concerns the app owns: drain before shutdown, per-worker metrics directory.
+"""Serving concerns the app owns: drain before shutdown, per-worker metrics directory, the
+start-up heap kept out of the garbage collector.
 
 Drain: on the first SIGTERM, readiness starts failing at once (so the load balancer stops
 routing here) while the server keeps serving; ``drain_seconds`` later uvicorn's own graceful
@@ -9,17 +10,21 @@ second SIGTERM, or Ctrl-C, stops without waiting.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from storefront.resources import Draining
 from storefront.telemetry.metrics import MULTIPROC_ENV
@@ -68,3 +73,22 @@ def prepare_multiprocess_metrics(workers: int) -> str | None:
         directory = Path(tempfile.mkdtemp(prefix="storefront-metrics-"))
     os.environ[MULTIPROC_ENV] = str(directory)
     return str(directory)
+
+
+def freeze_heap_after_startup(app: FastAPI) -> FastAPI:
+    """Once the app has started (modules, routes, schemas, pools, caches: several hundred
+    thousand objects that live as long as the process), move them out of the garbage
+    collector's reach (``gc.freeze``), so its full collections walk only what requests
+    created. Measured under load: 40-55% of a worker's CPU went to full collections that
+    walked the start-up heap every couple of seconds (decision 0192)."""
+    started = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        async with started(app) as state:
+            gc.collect()  # what start-up left behind goes now, not frozen for ever
+            gc.freeze()
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app
