@@ -120,7 +120,7 @@ def worker_id_safe(request: pytest.FixtureRequest) -> str:
 # tests get copies: SQLite's file copied with the backup API, PostgreSQL's database cloned by
 # CREATE DATABASE ... TEMPLATE. The controlling process drops them when the run ends.
 # the process that starts the run names it; its xdist workers inherit the name
-RUN_ID_VARIABLE = "TESTS_STOREFRONT_RUN_ID"
+RUN_ID_VARIABLE = "STOREFRONT_TEST_RUN_ID"
 OWNS_THE_RUN = RUN_ID_VARIABLE not in os.environ
 RUN_ID = os.environ.setdefault(RUN_ID_VARIABLE, uuid.uuid4().hex[:10])
 TEMPLATE_DIR = Path(tempfile.gettempdir()) / f"storefront-tests-{RUN_ID}"
